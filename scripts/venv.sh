@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create .venv in the repository root if needed and install spike_encode into it (editable),
+# with the extras named in $1 (comma-separated, e.g. "test"). Prints the venv's python.
+# The venv sees the base interpreter's packages (--system-site-packages), so a PyGeNN that
+# you installed there from GeNN's release (see README) is used by the genn backend and tests.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+extras="${1:-}"
+python="${PYTHON:-python3}"
+if [ ! -x "$root/.venv/bin/python" ]; then
+  "$python" -m venv --system-site-packages "$root/.venv" >&2
+fi
+target="$root"
+[ -n "$extras" ] && target="$root[$extras]"
+"$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$target" >&2
+echo "$root/.venv/bin/python"

@@ -1,0 +1,166 @@
+"""Spike formats and the conversions between them.
+
+- ``sparse``: a coalesced sparse COO tensor of shape ``(B, T, N)`` (one image: ``(T, N)``),
+  indices (sample, step, neuron), float32 values of 1. The default: a few KiB per image.
+- ``dense``: a bool raster ``(B, T, N)``, or ``(T, B, N)`` with ``time_first=True`` as
+  snnTorch and Norse training loops step through time.
+- ``times``: ``(B, N)`` int64 first-spike step per neuron, ``-1`` where it never fires;
+  only for settings where a neuron fires at most once.
+- ``events``: per image, ``(times_ms, ids)`` as PyGeNN's ``spike_recording_data`` gives them
+  (times relative to the window start, float64 ms; ids int64).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .engines.events import SpikeEvents
+
+__all__ = [
+    "OUTPUT_FORMATS",
+    "events_to_output",
+    "sparse_to_events",
+    "to_dense",
+    "to_sparse",
+    "to_times",
+    "times_to_sparse",
+    "to_events",
+    "events_to_sparse",
+]
+
+OUTPUT_FORMATS = ("sparse", "dense", "times", "events")
+
+EventList = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def sparse_to_events(spikes: torch.Tensor) -> SpikeEvents:
+    """The (sample, step, neuron) index tensors of a ``(B, T, N)`` or ``(T, N)`` sparse raster."""
+    spikes = spikes.coalesce()
+    idx = spikes.indices()
+    if spikes.ndim == 2:
+        idx = torch.cat([torch.zeros_like(idx[:1]), idx])
+        shape = (1, *spikes.shape)
+    else:
+        shape = tuple(spikes.shape)
+    return SpikeEvents(idx[0], idx[1], idx[2], *shape)
+
+
+def _events_to_sparse(ev: SpikeEvents, batched: bool = True) -> torch.Tensor:
+    if batched:
+        indices, shape = torch.stack([ev.sample, ev.step, ev.neuron]), ev.shape
+    else:
+        indices, shape = torch.stack([ev.step, ev.neuron]), ev.shape[1:]
+    values = torch.ones(len(ev), dtype=torch.float32, device=indices.device)
+    return torch.sparse_coo_tensor(indices, values, shape, is_coalesced=True, check_invariants=False)
+
+
+def _check_sparse(spikes: torch.Tensor) -> None:
+    if not isinstance(spikes, torch.Tensor) or not spikes.is_sparse:
+        raise TypeError(f"spikes must be a sparse COO tensor, got {type(spikes).__name__}"
+                        + ("" if not isinstance(spikes, torch.Tensor) else f" with layout {spikes.layout}"))
+    if spikes.ndim not in (2, 3):
+        raise ValueError(f"spikes must have shape (T, N) or (B, T, N), got {tuple(spikes.shape)}")
+
+
+def _events_to_dense(ev: SpikeEvents, time_first: bool) -> torch.Tensor:
+    if time_first:
+        dense = torch.zeros((ev.num_steps, ev.batch_size, ev.num_neurons), dtype=torch.bool, device=ev.step.device)
+        dense[ev.step, ev.sample, ev.neuron] = True
+    else:
+        dense = torch.zeros(ev.shape, dtype=torch.bool, device=ev.step.device)
+        dense[ev.sample, ev.step, ev.neuron] = True
+    return dense
+
+
+def to_dense(spikes: torch.Tensor, time_first: bool = False) -> torch.Tensor:
+    """Sparse raster to a bool raster; ``time_first`` gives ``(T, B, N)`` instead of ``(B, T, N)``."""
+    _check_sparse(spikes)
+    dense = _events_to_dense(sparse_to_events(spikes), time_first)
+    return (dense[:, 0] if time_first else dense[0]) if spikes.ndim == 2 else dense
+
+
+def to_sparse(dense: torch.Tensor, time_first: bool = False) -> torch.Tensor:
+    """Bool (or 0/1) raster ``(B, T, N)``/``(T, N)`` to the sparse format; ``time_first``
+    reads a ``(T, B, N)`` raster."""
+    if not isinstance(dense, torch.Tensor) or dense.is_sparse:
+        raise TypeError("dense must be a dense torch.Tensor")
+    if dense.ndim not in (2, 3):
+        raise ValueError(f"dense must have shape (T, N) or (B, T, N), got {tuple(dense.shape)}")
+    if time_first and dense.ndim == 3:
+        dense = dense.transpose(0, 1)
+    idx = (dense != 0).nonzero().T
+    values = torch.ones(idx.shape[1], dtype=torch.float32, device=dense.device)
+    return torch.sparse_coo_tensor(idx, values, tuple(dense.shape), is_coalesced=True, check_invariants=False)
+
+
+def _events_to_times(ev: SpikeEvents) -> torch.Tensor:
+    times = torch.full((ev.batch_size, ev.num_neurons), -1, dtype=torch.int64, device=ev.step.device)
+    flat = ev.sample * ev.num_neurons + ev.neuron
+    if flat.numel() and bool((torch.bincount(flat, minlength=times.numel()) > 1).any()):
+        raise ValueError(
+            "output='times' needs at most one spike per neuron, but some neuron fires more "
+            "than once; use TauRefrac >= the window, or output='sparse'/'events'"
+        )
+    times.view(-1)[flat] = ev.step
+    return times
+
+
+def to_times(spikes: torch.Tensor) -> torch.Tensor:
+    """First-spike step of every neuron, ``-1`` where it never fires: ``(B, N)`` or ``(N,)``.
+
+    Raises:
+        ValueError: if any neuron fires more than once (the latency code is ambiguous).
+    """
+    _check_sparse(spikes)
+    times = _events_to_times(sparse_to_events(spikes))
+    return times[0] if spikes.ndim == 2 else times
+
+
+def times_to_sparse(times: torch.Tensor, num_steps: int) -> torch.Tensor:
+    """Inverse of :func:`to_times`: ``(B, N)`` or ``(N,)`` first-spike steps to a sparse raster."""
+    single = times.ndim == 1
+    times2 = times.reshape(1, -1) if single else times
+    sample, neuron = (times2 >= 0).nonzero(as_tuple=True)
+    ev = SpikeEvents.from_unsorted(sample, times2[sample, neuron].long(), neuron,
+                                   times2.shape[0], num_steps, times2.shape[1])
+    return _events_to_sparse(ev, batched=not single)
+
+
+def _events_to_list(ev: SpikeEvents, dt: float) -> EventList:
+    counts = torch.bincount(ev.sample, minlength=ev.batch_size).tolist()
+    times = ev.step.to(torch.float64) * dt
+    return list(zip(times.split(counts), ev.neuron.split(counts)))
+
+
+def to_events(spikes: torch.Tensor, dt: float) -> EventList:
+    """Per image ``(times_ms, ids)``, as PyGeNN's ``spike_recording_data`` (times from the
+    window start, ``step * dt`` ms, sorted by time then id)."""
+    _check_sparse(spikes)
+    return _events_to_list(sparse_to_events(spikes), dt)
+
+
+def events_to_sparse(events: EventList, dt: float, num_steps: int, num_neurons: int) -> torch.Tensor:
+    """Inverse of :func:`to_events`: a ``(B, T, N)`` sparse raster from per-image events."""
+    if not events:
+        raise ValueError("events is empty: need at least one image's (times_ms, ids)")
+    steps = [torch.round(torch.as_tensor(t, dtype=torch.float64) / dt).long() for t, _ in events]
+    ids = [torch.as_tensor(i).long() for _, i in events]
+    sample = torch.cat([torch.full_like(s, b) for b, s in enumerate(steps)])
+    ev = SpikeEvents.from_unsorted(sample, torch.cat(steps), torch.cat(ids), len(events), num_steps, num_neurons)
+    return _events_to_sparse(ev)
+
+
+def events_to_output(ev: SpikeEvents, output: str, dt: float, time_first: bool = False,
+                     batched: bool = True) -> torch.Tensor | EventList:
+    """Render engine output in one of :data:`OUTPUT_FORMATS`; ``batched=False`` drops the
+    batch dimension of a single image."""
+    if output == "events":
+        events = _events_to_list(ev, dt)
+        return events if batched else events[0]
+    if output == "times":
+        times = _events_to_times(ev)
+        return times if batched else times[0]
+    if output == "dense":
+        dense = _events_to_dense(ev, time_first)
+        return dense if batched else dense[:, 0] if time_first else dense[0]
+    return _events_to_sparse(ev, batched)

@@ -1,0 +1,107 @@
+"""``LatencyEncode``: the torchvision-style transform, over the plain function ``latency_encode``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from .backends import check_backend_name, make_engine
+from .devices import resolve_device
+from .formats import OUTPUT_FORMATS, EventList, events_to_output
+from .inputs import as_pixel_batch, normalised_currents
+from .params import EncoderParams, LIFParams
+
+__all__ = ["LatencyEncode", "latency_encode"]
+
+Spikes = torch.Tensor | EventList
+
+
+class LatencyEncode:
+    """Encode images as latency-coded spike trains of GeNN LIF projection neurons.
+
+    Each image's pixels are normalised to sum to 1, scaled by ``input_scale`` (nA) and
+    injected as constant currents into one LIF neuron per pixel, simulated for
+    ``present_time_ms``: strong pixels fire early. Spikes are exactly those GeNN's tutorial
+    model produces (float32, single-threaded CPU backend).
+
+    Args:
+        dt: simulation time step (ms).
+        present_time_ms: presentation window (ms); ``round(present_time_ms / dt)`` steps.
+        input_scale: current (nA) injected by a whole normalised image.
+        lif_params: GeNN ``LIF`` parameters (``C`` nF, ``TauM`` ms, ``Vrest``/``Vreset``/
+            ``Vthresh`` mV, ``Ioffset`` nA, ``TauRefrac`` ms); a partial dict overrides only
+            the names it gives; defaults are the tutorial's ``PN_PARAMS``.
+        backend: ``"auto"``, ``"torch"`` or ``"genn"``.
+        device: where to compute and return spikes (``None``: the input's device).
+        output: ``"sparse"`` (default), ``"dense"``, ``"times"`` or ``"events"``
+            (see :mod:`spike_encode.formats`).
+        time_first: with ``output="dense"``, return ``(T, B, N)`` instead of ``(B, T, N)``.
+
+    Call it on a PIL image, an ``(H, W)`` / ``(1, H, W)`` image (result ``(T, N)``) or a batch
+    ``(B, H, W)`` / ``(B, C, H, W)`` (result ``(B, T, N)``), as a tensor or numpy array.
+    """
+
+    def __init__(
+        self,
+        dt: float = 0.1,
+        present_time_ms: float = 20.0,
+        input_scale: float = 80.0,
+        lif_params: Mapping[str, float] | None = None,
+        backend: str = "auto",
+        device: torch.device | str | None = None,
+        output: str = "sparse",
+        time_first: bool = False,
+    ) -> None:
+        self.params = EncoderParams(dt, present_time_ms, input_scale, LIFParams.from_mapping(lif_params))
+        self.backend = check_backend_name(backend)
+        self.device = resolve_device(device)
+        if output not in OUTPUT_FORMATS:
+            raise ValueError(f"output={output!r} is not one of {OUTPUT_FORMATS}")
+        if output == "times" and not self.params.at_most_one_spike:
+            raise ValueError(
+                f"output='times' needs at most one spike per neuron, but TauRefrac="
+                f"{self.params.lif.TauRefrac} ms lets a neuron fire again within the "
+                f"{self.params.present_time_ms} ms window; use output='sparse' or 'events'"
+            )
+        self.output = output
+        self.time_first = bool(time_first)
+        self.engine_name, self._engine = make_engine(backend, self.params)
+
+    @property
+    def num_steps(self) -> int:
+        """Steps per presentation window."""
+        return self.params.num_steps
+
+    def __call__(self, images: Any) -> Spikes:
+        """Encode one image or a batch; see the class docstring for shapes."""
+        pixels, batched = as_pixel_batch(images)
+        if self.device is not None:
+            pixels = pixels.to(self.device)
+        currents = normalised_currents(pixels, self.params.input_scale)
+        events = self._engine(currents)
+        return events_to_output(events, self.output, self.params.dt, self.time_first, batched)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_engine")
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.engine_name, self._engine = make_engine(self.backend, self.params)
+
+    def __repr__(self) -> str:
+        p = self.params
+        return (
+            f"{type(self).__name__}(dt={p.dt}, present_time_ms={p.present_time_ms}, "
+            f"input_scale={p.input_scale}, lif_params={p.lif.as_dict()}, "
+            f"backend={self.backend!r} [{self.engine_name}], device={self.device}, "
+            f"output={self.output!r}" + (", time_first=True" if self.time_first else "") + ")"
+        )
+
+
+def latency_encode(images: Any, **kwargs: Any) -> Spikes:
+    """Functional form: ``LatencyEncode(**kwargs)(images)``."""
+    return LatencyEncode(**kwargs)(images)
