@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 __all__ = ["SpikeEvents"]
+
+
+def _sorted(key: torch.Tensor) -> torch.Tensor:
+    # NumPy's sort is several times faster than torch.sort on CPU tensors
+    if key.device.type == "cpu":
+        return torch.from_numpy(np.sort(key.numpy()))
+    return torch.sort(key).values
 
 
 @dataclass(frozen=True)
@@ -40,8 +48,7 @@ class SpikeEvents:
         num_neurons: int,
     ) -> "SpikeEvents":
         """Sort spikes given in any order into (sample, step, neuron) order."""
-        key = (sample * num_steps + step) * num_neurons + neuron
-        key = torch.sort(key).values
+        key = _sorted((sample * num_steps + step) * num_neurons + neuron)
         neuron = key % num_neurons
         rest = key // num_neurons
         return cls(rest // num_steps, rest % num_steps, neuron, batch_size, num_steps, num_neurons)

@@ -15,12 +15,16 @@ multiply-add), so the results are bit-identical to GeNN's single-threaded CPU ba
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
+import numpy as np
 import torch
 
 from ..params import EncoderParams
 
 __all__ = ["LIFConstants", "lif_alpha", "lif_step"]
+
+ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,19 @@ class LIFConstants:
         )
 
 
+    def numpy(self) -> "LIFConstants":
+        """The same constants as NumPy float32 scalars, for :func:`lif_step` on ndarrays."""
+        return LIFConstants(**{name: np.float32(value.item()) for name, value in vars(self).items()})
+
+
 def lif_alpha(currents: torch.Tensor, c: LIFConstants) -> torch.Tensor:
     """The potential (mV) each neuron relaxes towards: ``((I + Ioffset) * Rmembrane) + Vrest``."""
     return ((currents + c.i_offset) * c.r_membrane) + c.v_rest
 
 
-def lif_step(v: torch.Tensor, alpha: torch.Tensor, c: LIFConstants) -> torch.Tensor:
-    """One integration step of a non-refractory neuron: ``alpha - (ExpTC * (alpha - V))``."""
+def lif_step(v: ArrayT, alpha: ArrayT, c: LIFConstants) -> ArrayT:
+    """One integration step of a non-refractory neuron: ``alpha - (ExpTC * (alpha - V))``.
+
+    Works on float32 tensors, and on float32 ndarrays with :meth:`LIFConstants.numpy`.
+    """
     return alpha - (c.exp_tc * (alpha - v))

@@ -17,6 +17,9 @@ same state it started from, so every later spike follows at a fixed period.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from ..params import EncoderParams
@@ -24,10 +27,12 @@ from .events import SpikeEvents
 from .lif import LIFConstants, lif_alpha, lif_step
 from .stepper import simulate_steps
 
-__all__ = ["simulate_exact", "first_crossing_steps"]
+__all__ = ["simulate_exact", "first_crossings"]
 
 _U = 2.0**-24  # unit roundoff of float32
-_SAFETY = 2.0  # margin on the first-order error bound
+# The bound below is first order: terms of relative size u and e_n/|V| (both < 1e-6 here)
+# are neglected; this margin covers them, and float64's own rounding, many times over.
+_SAFETY = 1.25
 
 
 def _fast_path_applies(params: EncoderParams) -> bool:
@@ -35,78 +40,81 @@ def _fast_path_applies(params: EncoderParams) -> bool:
     return params.lif.Vreset < params.lif.Vthresh and 0.0 < exp_tc < 1.0
 
 
-def _error_bound(a: torch.Tensor, amp: torch.Tensor, v0: float, e: float, n: torch.Tensor) -> torch.Tensor:
-    """Upper bound (mV) on |float32 V_n - exact V_n| for relaxation towards ``a`` from ``v0``."""
-    per_step = _U * (1 + 2 * _U) * torch.maximum(a.abs(), torch.full_like(a, abs(v0)))
-    per_step = per_step + e * amp.abs() * (2 * _U + _U * _U)
-    growth = -torch.expm1(n * torch.log(torch.tensor(e, dtype=torch.float64))) / (1.0 - e)
-    return _SAFETY * per_step * growth + 1e-12 * (a.abs() + abs(v0) + 1.0) + 1e-30 * n
+def _error_scale(a: torch.Tensor, v0: float, e: float) -> torch.Tensor:
+    """``k`` (mV) such that ``|float32 V_n - exact V_n| <= k * (1 - e**n)`` for relaxation
+    from ``v0`` towards ``a > v0``: each step's three correctly rounded operations add at most
+    ``u*max(|a|,|v0|) + e*(a - v0)*2u``, and earlier errors shrink by ``e`` per step."""
+    c1 = _SAFETY * _U * (1 + 2 * _U) / (1 - e)
+    c2 = _SAFETY * e * (2 * _U + _U * _U) / (1 - e)
+    return c1 * a.abs().clamp(min=abs(v0)) + c2 * (a - v0) + 1e-30
 
 
 def _replay(alpha: torch.Tensor, c: LIFConstants, num_steps: int) -> torch.Tensor:
-    """First step (1-based) at which the float32 recurrence from ``Vreset`` reaches threshold."""
-    v = torch.full_like(alpha, float(c.v_reset))
-    first = torch.full(alpha.shape, num_steps + 1, dtype=torch.int64, device=alpha.device)
-    for n in range(1, num_steps + 1):
-        v = lif_step(v, alpha, c)
-        first = torch.where((v >= c.v_thresh) & (first > num_steps), n, first)
-        if n % 32 == 0 and bool((first <= num_steps).all()):
-            break
-    return first
+    """First step (1-based) at which the float32 recurrence from ``Vreset`` reaches threshold,
+    ``num_steps + 1`` where it does not within the window.
+
+    On CPU the steps run on NumPy float32 arrays (the same IEEE operations with a fraction
+    of torch's per-call overhead on these small arrays).
+    """
+    on_cpu = alpha.device.type == "cpu"
+    a, consts = (alpha.numpy(), c.numpy()) if on_cpu else (alpha, c)
+    v = a.copy() if on_cpu else a.clone()
+    v[:] = consts.v_reset
+    hits = [None] * num_steps
+    for n in range(num_steps):
+        v = lif_step(v, a, consts)
+        hits[n] = v >= consts.v_thresh
+    if not hits or a.shape[0] == 0:
+        return torch.full(alpha.shape, num_steps + 1, dtype=torch.int64, device=alpha.device)
+    hit = torch.from_numpy(np.stack(hits)) if on_cpu else torch.stack(hits)
+    crossed = hit.any(dim=0)
+    first = hit.to(torch.uint8).argmax(dim=0) + 1
+    return torch.where(crossed, first, num_steps + 1).to(alpha.device)
 
 
-def first_crossing_steps(alpha: torch.Tensor, params: EncoderParams, c: LIFConstants) -> torch.Tensor:
-    """Integration steps from ``Vreset`` until ``V >= Vthresh``, exactly as float32 GeNN.
+def first_crossings(alpha: torch.Tensor, params: EncoderParams, c: LIFConstants) -> tuple[torch.Tensor, torch.Tensor]:
+    """Neurons that reach threshold within the window, and after how many integration steps.
 
     Args:
         alpha: ``(M,)`` float32 relaxation potentials (mV) from :func:`lif_alpha`.
 
     Returns:
-        ``(M,)`` int64 in ``1..num_steps``, or ``num_steps + 1`` for neurons that do not
-        reach threshold within the window.
+        ``(index, steps)``: int64 positions in ``alpha`` and the number of float32 steps
+        (``1..num_steps``) from ``Vreset`` until ``V >= Vthresh``, exactly as GeNN computes.
     """
     T = params.num_steps
     v0, vt, e = float(c.v_reset), float(c.v_thresh), float(c.exp_tc)
-    result = torch.full(alpha.shape, T + 1, dtype=torch.int64, device=alpha.device)
+    ln_e, e_T = math.log(e), e**T
+    empty = alpha.new_empty(0, dtype=torch.int64)
     if alpha.numel() == 0:
-        return result
-    horizon = torch.tensor(float(T), dtype=torch.float64, device=alpha.device)
+        return empty, empty
 
-    # Neurons relaxing downwards (alpha <= Vreset) stay at or below Vreset in exact
-    # arithmetic; only rounding could lift them, by less than the bound at the window's end.
     rising = alpha > c.v_reset
-    falling_alpha = alpha[~rising].double()
-    uncertain = torch.zeros_like(rising)
-    if falling_alpha.numel():
-        worst = _error_bound(falling_alpha.abs().max().reshape(1), (falling_alpha - v0).abs().max().reshape(1), v0, e, horizon)
-        if v0 + float(worst) >= vt:
-            uncertain = ~rising
-
     idx = rising.nonzero(as_tuple=True)[0]
     a = alpha[idx].double()
     amp = a - v0
+    k = _error_scale(a, v0, e)
+    # exact V_n = a - amp * e**n; the float32 V_n lies between these two trajectories
+    lo_a, lo_amp, hi_a, hi_amp = a - k, amp - k, a + k, amp + k
+
     reach = a > vt
-    ratio = torch.where(reach, (a - vt) / amp, torch.ones_like(a))
-    n_est = torch.ceil(torch.log(ratio) / torch.log(torch.tensor(e, dtype=torch.float64)))
-    n_est = torch.where(reach, n_est.clamp(1, T + 1), torch.full_like(a, T + 1))
+    n_est = torch.ceil(torch.log(((a - vt) / amp).clamp(min=1e-300)) / ln_e).clamp(1, T + 1)
+    e_n = torch.exp(n_est * ln_e)
+    sure = reach & (n_est <= T) & (lo_a - lo_amp * e_n >= vt)
+    sure &= (n_est <= 1) | (hi_a - hi_amp * (e_n / e) < vt)
+    silent = hi_a - hi_amp * e_T < vt
+    replay = idx[~sure & ~silent]
 
-    def v_exact(n: torch.Tensor) -> torch.Tensor:
-        return a - amp * torch.exp(n * torch.log(torch.tensor(e, dtype=torch.float64)))
+    # Neurons relaxing downwards (alpha <= Vreset) stay at or below Vreset in exact
+    # arithmetic; only rounding could lift them, by less than this bound.
+    a_max = torch.stack(torch.aminmax(alpha)).abs().max().double().reshape(1)
+    if v0 + float(_error_scale(a_max + abs(v0), v0, e)) * (1 - e_T) >= vt:
+        replay = torch.cat([replay, (~rising).nonzero(as_tuple=True)[0]])
 
-    above = v_exact(n_est) - _error_bound(a, amp, v0, e, n_est) >= vt
-    prev = n_est - 1
-    below = (prev < 1) | (v_exact(prev) + _error_bound(a, amp, v0, e, prev) < vt)
-    sure = reach & (n_est <= T) & above & below
-    # A rising neuron that is not sure to cross at n_est is replayed unless it is sure to stay
-    # below threshold for the whole window.
-    silent = v_exact(horizon) + _error_bound(a, amp, v0, e, horizon) < vt
-    result[idx[sure]] = n_est[sure].to(torch.int64)
-    uncertain[idx[~sure & ~silent]] = True
-
-    replay_idx = uncertain.nonzero(as_tuple=True)[0]
-    if replay_idx.numel():
-        result[replay_idx] = _replay(alpha[replay_idx], c, T)
-    return result
+    steps = _replay(alpha[replay], c, T)
+    crossed = steps <= T
+    return (torch.cat([idx[sure], replay[crossed]]),
+            torch.cat([n_est[sure].to(torch.int64), steps[crossed]]))
 
 
 def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents:
@@ -121,10 +129,7 @@ def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents
     batch, neurons = currents.shape
     T = params.num_steps
     c = LIFConstants.build(params, currents.device)
-    alpha = lif_alpha(currents, c).reshape(-1)
-    first = first_crossing_steps(alpha, params, c)
-    fired = (first <= T).nonzero(as_tuple=True)[0]
-    n1 = first[fired]
+    fired, n1 = first_crossings(lif_alpha(currents, c).reshape(-1), params, c)
     k1 = n1 - 1
     period = n1 + params.refractory_steps
     count = 1 + torch.div(T - 1 - k1, period, rounding_mode="floor")
@@ -132,9 +137,7 @@ def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents
         owner = torch.repeat_interleave(torch.arange(fired.numel(), device=fired.device), count)
         starts = torch.cumsum(count, 0) - count
         repeat = torch.arange(owner.numel(), device=fired.device) - starts[owner]
-        fired, steps = fired[owner], k1[owner] + repeat * period[owner]
-    else:
-        steps = k1
+        fired, k1 = fired[owner], k1[owner] + repeat * period[owner]
     return SpikeEvents.from_unsorted(
-        torch.div(fired, neurons, rounding_mode="floor"), steps, fired % neurons, batch, T, neurons
+        torch.div(fired, neurons, rounding_mode="floor"), k1, fired % neurons, batch, T, neurons
     )

@@ -1,0 +1,66 @@
+"""Shared fixtures: real MNIST and GeNN's golden spike trains from ../shared."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spike_encode import EncoderParams
+
+SHARED = Path(os.environ.get("SPIKE_ENCODE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+DATA_ROOT = SHARED / "data"
+GOLDEN = SHARED / "golden"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is missing (set SPIKE_ENCODE_SHARED to the shared folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return _need(DATA_ROOT / "MNIST" / "raw").parents[1]
+
+
+@pytest.fixture(scope="session")
+def mnist_test(data_root) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 10,000 MNIST test images as (B, 1, 28, 28) uint8, and labels."""
+    from spike_encode.mnist import load_mnist
+
+    return load_mnist(data_root, train=False)
+
+
+class Golden:
+    """One golden file: its parameters and its spikes as sorted linear keys."""
+
+    def __init__(self, path: Path):
+        with np.load(path) as z:
+            self.params = EncoderParams.from_dict(json.loads(str(z["params"])))
+            self.first_image = int(z["first_image"])
+            self.num_samples = int(z["num_samples"])
+            self.num_steps = int(z["num_steps"])
+            self.sample = z["sample"].astype(np.int64)
+            self.step = z["step"].astype(np.int64)
+            self.neuron = z["neuron"].astype(np.int64)
+
+    def keys(self) -> np.ndarray:
+        return (self.sample * self.num_steps + self.step) * 784 + self.neuron
+
+
+def load_golden(name: str) -> Golden:
+    return Golden(_need(GOLDEN / f"{name}.npz"))
+
+
+def spike_keys(sample, step, neuron, num_steps: int, num_neurons: int = 784) -> np.ndarray:
+    """Linear (sample, step, neuron) keys, for comparing spike sets exactly."""
+    return ((np.asarray(sample, dtype=np.int64) * num_steps + np.asarray(step)) * num_neurons
+            + np.asarray(neuron))
+
+
+GOLDEN_NAMES = ["tutorial-test-0-10000", "variant-a-test-0-2000"]

@@ -1,0 +1,90 @@
+"""The fast engine equals the float32 step-by-step loop for any parameters, not just the golden ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spike_encode import EncoderParams, LIFParams
+from spike_encode.engines import simulate_exact, simulate_steps
+from spike_encode.engines.lif import LIFConstants, lif_alpha
+from spike_encode.engines.torch_engine import first_crossings
+from spike_encode.inputs import normalised_currents
+
+
+def assert_same_spikes(currents, params):
+    fast, slow = simulate_exact(currents, params), simulate_steps(currents, params)
+    assert fast.shape == slow.shape
+    for name in ("sample", "step", "neuron"):
+        assert torch.equal(getattr(fast, name), getattr(slow, name)), name
+    return fast
+
+
+def random_params(rng: np.random.Generator) -> EncoderParams:
+    dt = float(rng.choice([0.01, 0.05, 0.1, 0.25, 0.5]))
+    vrest = float(rng.uniform(-75, -55))
+    vthresh = vrest + float(rng.uniform(3, 25))
+    lif = LIFParams(C=float(rng.uniform(0.05, 1.0)), TauM=float(rng.uniform(2, 50)), Vrest=vrest,
+                    Vreset=vrest - float(rng.uniform(0, 10)), Vthresh=vthresh,
+                    Ioffset=float(rng.uniform(-0.01, 0.01)),
+                    TauRefrac=float(rng.choice([0.0, 1.0, 2.0, 5.0, 100.0])))
+    # scale so that a bright MNIST pixel (about 1/100 of an image) drives 1-80 mV past threshold
+    drive = vthresh - vrest + float(rng.uniform(1, 80))
+    input_scale = 100 * drive / (lif.TauM / lif.C)
+    steps = min(800, max(20, int(lif.TauM * float(rng.uniform(0.5, 3.0)) / dt)))
+    return EncoderParams(dt=dt, present_time_ms=dt * steps, input_scale=input_scale, lif=lif)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_fast_engine_equals_step_loop_for_random_parameters(seed, mnist_test):
+    rng = np.random.default_rng(seed)
+    params = random_params(rng)
+    images = mnist_test[0][rng.choice(10000, 64, replace=False)]
+    fast = assert_same_spikes(normalised_currents(images.reshape(64, -1), params.input_scale), params)
+    assert len(fast) > 0, f"parameters {params} fire nothing: the comparison proves little"
+
+
+def test_fast_engine_equals_step_loop_on_random_float_images():
+    rng = torch.Generator().manual_seed(0)
+    images = torch.rand((32, 3, 16, 16), generator=rng) ** 3  # float input, many channels
+    params = EncoderParams(dt=0.1, present_time_ms=40.0, input_scale=400.0, lif=LIFParams(TauRefrac=2.0))
+    fast = assert_same_spikes(normalised_currents(images.reshape(32, -1), params.input_scale), params)
+    assert (torch.bincount(fast.sample * 768 + fast.neuron) > 1).any(), "no neuron fired twice"
+
+
+def test_currents_at_the_edge_of_threshold_are_settled_by_replay():
+    # alphas densely around the value whose exact crossing falls on a step boundary: the
+    # closed form alone is wrong for some of them; the float32 recurrence decides.
+    params = EncoderParams()
+    c = LIFConstants.build(params, "cpu")
+    e, v0, vt = params.exp_tc, params.lif.Vreset, params.lif.Vthresh
+    targets = []
+    for n in (5, 37, 150, 199):
+        alpha_star = (vt - v0 * e**n) / (1 - e**n)
+        targets.append(alpha_star)
+    alphas = torch.tensor(targets, dtype=torch.float32).repeat_interleave(2001)
+    offsets = torch.arange(-1000, 1001).repeat(len(targets))
+    alphas = torch.nextafter(alphas, torch.tensor(np.inf, dtype=torch.float32))  # touch the ulps
+    alphas = alphas + offsets.float() * torch.finfo(torch.float32).eps * alphas.abs()
+    currents = ((alphas - params.lif.Vrest) / params.r_membrane).reshape(1, -1)
+    currents = torch.where(lif_alpha(currents, c) > v0, currents, torch.zeros_like(currents))
+    assert_same_spikes(currents, params)
+
+
+def test_first_crossing_of_silent_and_saturated_neurons():
+    params = EncoderParams()
+    c = LIFConstants.build(params, "cpu")
+    alpha = torch.tensor([-60.0, -55.0, -50.0, 1e6], dtype=torch.float32)
+    index, steps = first_crossings(alpha, params, c)
+    assert index.tolist() == [3] and steps.tolist() == [1]
+
+
+@pytest.mark.parametrize("lif", [
+    LIFParams(Vreset=-45.0, TauRefrac=1.0),   # reset above threshold: fires whenever refractoriness ends
+    LIFParams(TauM=1e12),                      # ExpTC rounds to 1 in float32
+])
+def test_parameters_outside_the_closed_form_fall_back_to_stepping(lif, mnist_test):
+    params = EncoderParams(lif=lif)
+    currents = normalised_currents(mnist_test[0][:8].reshape(8, -1), params.input_scale)
+    assert_same_spikes(currents, params)
