@@ -55,14 +55,14 @@ def as_pixel_batch(images: Any) -> tuple[torch.Tensor, bool]:
         flat = tensor.reshape(1, -1)
     elif tensor.ndim in (3, 4):
         batched = True
+        if tensor.shape[0] == 0:
+            raise ValueError(f"images is an empty batch, shape {tuple(tensor.shape)}")
         flat = tensor.reshape(tensor.shape[0], -1)
     else:
         raise ValueError(
             "images must have shape (H, W), (1, H, W), (B, H, W) or (B, C, H, W), "
             f"got {tuple(tensor.shape)}"
         )
-    if flat.shape[0] == 0:
-        raise ValueError(f"images is an empty batch, shape {tuple(tensor.shape)}")
     if flat.shape[1] == 0:
         raise ValueError(f"images has no pixels, shape {tuple(tensor.shape)}")
     return flat, batched
