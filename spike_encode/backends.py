@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from .engines import SpikeEvents, simulate_exact
 from .params import EncoderParams
 
-__all__ = ["BACKENDS", "BackendUnavailableError", "make_engine"]
+__all__ = ["BACKENDS", "BackendUnavailableError", "genn_can_run", "make_engine"]
 
 BACKENDS = ("auto", "torch", "genn")
 
@@ -27,9 +28,32 @@ def check_backend_name(backend: str) -> str:
     return backend
 
 
-def make_engine(backend: str, params: EncoderParams) -> tuple[str, Engine]:
-    """The backend's name and a function from ``(B, N)`` currents (nA) to spike events."""
+def genn_can_run(device: torch.device | None) -> bool:
+    """True if PyGeNN is installed with the GeNN backend that ``device`` needs."""
+    from .engines.genn_engine import genn_backends
+
+    wanted = "cuda" if device is not None and device.type == "cuda" else "single_threaded_cpu"
+    return wanted in genn_backends()
+
+
+def make_engine(backend: str, params: EncoderParams, device: torch.device | None = None, *,
+                precision: str = "float", cache_dir: str | Path | None = None,
+                neuron: object | None = None) -> tuple[str, Engine]:
+    """The engine's name (``"torch"`` or ``"genn"``) and a function from ``(B, N)`` currents
+    (nA) to spike events.
+
+    ``"auto"`` takes GeNN when PyGeNN is installed with a backend for ``device``, else the
+    torch engine. Settings only GeNN can run (``precision="double"``, a custom neuron model)
+    need GeNN.
+    """
     check_backend_name(backend)
-    if backend == "genn":
-        raise BackendUnavailableError("backend='genn' is not available yet")
+    genn_only = precision != "float" or neuron is not None
+    if backend == "torch" and genn_only:
+        raise ValueError(
+            "backend='torch' computes GeNN's LIF model in float32 only; "
+            f"precision={precision!r} and custom neuron models need backend='genn'")
+    if backend == "genn" or (backend == "auto" and (genn_only or genn_can_run(device))):
+        from .engines.genn_engine import GeNNEngine
+
+        return "genn", GeNNEngine(params, device, neuron=neuron, precision=precision, cache_dir=cache_dir)
     return "torch", lambda currents: simulate_exact(currents, params)

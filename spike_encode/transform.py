@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +39,14 @@ class LatencyEncode:
         output: ``"sparse"`` (default), ``"dense"``, ``"times"`` or ``"events"``
             (see :mod:`spike_encode.formats`).
         time_first: with ``output="dense"``, return ``(T, B, N)`` instead of ``(B, T, N)``.
+        precision: GeNN's ``scalar`` type, ``"float"`` (bit-exact with the torch engine) or
+            ``"double"`` (GeNN only).
+        cache_dir: where the GeNN backend keeps built models (default
+            ``$SPIKE_ENCODE_CACHE`` or ``~/.cache/spike_encode``).
+        neuron_model: GeNN only: another neuron model for the projection neurons, a
+            built-in name or a ``pygenn.create_neuron_model`` object that reads its input
+            as ``Isyn``; with ``neuron_params`` and initial ``neuron_vars`` (restored before
+            every batch). ``lif_params`` then does not apply.
 
     Call it on a PIL image, an ``(H, W)`` / ``(1, H, W)`` image (result ``(T, N)``) or a batch
     ``(B, H, W)`` / ``(B, C, H, W)`` (result ``(B, T, N)``), as a tensor or numpy array.
@@ -53,6 +62,11 @@ class LatencyEncode:
         device: torch.device | str | None = None,
         output: str = "sparse",
         time_first: bool = False,
+        precision: str = "float",
+        cache_dir: str | Path | None = None,
+        neuron_model: Any = None,
+        neuron_params: Mapping[str, float] | None = None,
+        neuron_vars: Mapping[str, float] | None = None,
     ) -> None:
         self.params = EncoderParams(dt, present_time_ms, input_scale, LIFParams.from_mapping(lif_params))
         self.backend = check_backend_name(backend)
@@ -67,7 +81,14 @@ class LatencyEncode:
             )
         self.output = output
         self.time_first = bool(time_first)
-        self.engine_name, self._engine = make_engine(backend, self.params)
+        self.precision = precision
+        self.cache_dir = cache_dir
+        self.neuron = _neuron_spec(neuron_model, neuron_params, neuron_vars, lif_params)
+        self.engine_name, self._engine = self._make_engine()
+
+    def _make_engine(self):
+        return make_engine(self.backend, self.params, self.device, precision=self.precision,
+                           cache_dir=self.cache_dir, neuron=self.neuron)
 
     @property
     def num_steps(self) -> int:
@@ -90,7 +111,7 @@ class LatencyEncode:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.engine_name, self._engine = make_engine(self.backend, self.params)
+        self.engine_name, self._engine = self._make_engine()
 
     def __repr__(self) -> str:
         p = self.params
@@ -98,8 +119,23 @@ class LatencyEncode:
             f"{type(self).__name__}(dt={p.dt}, present_time_ms={p.present_time_ms}, "
             f"input_scale={p.input_scale}, lif_params={p.lif.as_dict()}, "
             f"backend={self.backend!r} [{self.engine_name}], device={self.device}, "
-            f"output={self.output!r}" + (", time_first=True" if self.time_first else "") + ")"
+            f"output={self.output!r}" + (", time_first=True" if self.time_first else "")
+            + (f", precision={self.precision!r}" if self.precision != "float" else "")
+            + (f", neuron_model={self.neuron.model!r}" if self.neuron is not None else "") + ")"
         )
+
+
+def _neuron_spec(model: Any, params: Mapping[str, float] | None, vars: Mapping[str, float] | None,
+                 lif_params: Mapping[str, float] | None):
+    if model is None:
+        if params is not None or vars is not None:
+            raise ValueError("neuron_params/neuron_vars need neuron_model (the LIF takes lif_params)")
+        return None
+    if lif_params is not None:
+        raise ValueError("lif_params applies to the tutorial's LIF; with neuron_model give neuron_params")
+    from .engines.genn_engine import NeuronSpec
+
+    return NeuronSpec(model, dict(params or {}), dict(vars or {}))
 
 
 def latency_encode(images: Any, **kwargs: Any) -> Spikes:

@@ -17,6 +17,14 @@ DATA_ROOT = SHARED / "data"
 GOLDEN = SHARED / "golden"
 
 
+def pytest_configure(config):
+    # built GeNN models go to a fresh folder per test session, not the user's cache
+    if "SPIKE_ENCODE_CACHE" not in os.environ:
+        import tempfile
+
+        os.environ["SPIKE_ENCODE_CACHE"] = tempfile.mkdtemp(prefix="spike-encode-test-cache-")
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is missing (set SPIKE_ENCODE_SHARED to the shared folder)")

@@ -1,0 +1,259 @@
+"""The GeNN engine: the tutorial's PyGeNN model, built once per setting, run on whole batches.
+
+- CUDA backend: one LIF population of ``N`` neurons with ``model.batch_size = B``
+  (B <= 1000: GeNN's CUDA code generator aborts the process from 1024 up). Input currents
+  are written and spike words read through PyGeNN's ``__cuda_array_interface__``: no host
+  round trip, and the recording bits are decoded on the GPU.
+- Single-threaded CPU backend: GeNN allows batch size 1 only, so a batch of B images is one
+  population of ``B * N`` independent neurons.
+
+Built models live in a per-user cache (see :mod:`spike_encode.build_cache`), keyed by
+everything that changes the generated code, so a second process loads without compiling.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..build_cache import cached_build
+from ..cache_dir import default_cache_dir
+from ..params import EncoderParams
+from .events import SpikeEvents
+
+__all__ = ["GeNNEngine", "NeuronSpec", "MAX_CUDA_BATCH", "genn_backends", "import_pygenn", "INSTALL_HINT"]
+
+#: Largest ``model.batch_size`` used on GeNN's CUDA backend (1024 and up abort the process).
+MAX_CUDA_BATCH = 1000
+#: Default largest batch per model on the CPU backend (a population of 1000 * N neurons).
+DEFAULT_CPU_BATCH = 1000
+
+INSTALL_HINT = (
+    "PyGeNN is not on PyPI; install GeNN 5.4's Python package from GeNN's own release, "
+    "e.g. `pip install https://github.com/genn-team/genn/archive/refs/tags/5.4.0.zip` "
+    "(set CUDA_PATH first for the CUDA backend; see README, 'Installing PyGeNN')"
+)
+
+
+def import_pygenn():
+    """Import PyGeNN or raise :class:`~spike_encode.backends.BackendUnavailableError`."""
+    from ..backends import BackendUnavailableError
+
+    try:
+        import pygenn
+    except ImportError as err:
+        raise BackendUnavailableError(f"backend='genn' needs PyGeNN, which is not installed. {INSTALL_HINT}") from err
+    return pygenn
+
+
+def genn_backends() -> list[str]:
+    """Names of the GeNN backends this PyGeNN build can use (empty without PyGeNN)."""
+    try:
+        from pygenn.genn_model import backend_modules
+    except ImportError:
+        return []
+    return list(backend_modules)
+
+
+def _code_of(model: Any) -> dict[str, object]:
+    """What identifies a neuron model's generated code, for the build cache key."""
+    if isinstance(model, str):
+        return {"builtin": model}
+    described: dict[str, object] = {"type": type(model).__qualname__}
+    for getter in ("get_sim_code", "get_threshold_condition_code", "get_reset_code",
+                   "get_params", "get_vars", "get_derived_params", "get_additional_input_vars"):
+        fn = getattr(model, getter, None)
+        if fn is not None:
+            try:
+                described[getter] = repr(fn())
+            except Exception:  # noqa: BLE001 - best effort description of a foreign object
+                described[getter] = "?"
+    return described
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """A GeNN neuron model for the projection neurons, reading its input as ``Isyn``.
+
+    Attributes:
+        model: a built-in model name (``"LIF"``) or a ``pygenn.create_neuron_model`` object.
+        params: its parameter values.
+        vars: initial values of its state variables, restored before every batch.
+    """
+
+    model: Any
+    params: dict[str, float]
+    vars: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def tutorial_lif(cls, params: EncoderParams) -> "NeuronSpec":
+        """The tutorial's LIF projection neurons (``V = Vreset``, ``RefracTime = 0``)."""
+        lif = params.lif
+        return cls("LIF", lif.as_dict(), {"V": lif.Vreset, "RefracTime": 0.0})
+
+    def describe(self) -> dict[str, object]:
+        return {"model": _code_of(self.model), "params": self.params, "vars": self.vars}
+
+
+def decode_recording(words: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``(T, batch, W)`` 32-bit spike words (bit i of word w = neuron 32*w + i) to
+    ``(step, sample, neuron)`` index tensors, on the words' device."""
+    T, batch, W = words.shape
+    flat = words.reshape(-1)
+    where = flat.nonzero(as_tuple=True)[0]
+    values = flat[where].to(torch.int64) & 0xFFFFFFFF
+    bits = (values[:, None] >> torch.arange(32, device=words.device)) & 1
+    row, bit = bits.nonzero(as_tuple=True)
+    position = where[row]
+    word = position % W
+    sample = (position // W) % batch
+    step = position // (W * batch)
+    return step, sample, word * 32 + bit
+
+
+class GeNNEngine:
+    """Runs batches of input currents through a cached, batched PyGeNN model.
+
+    Args:
+        params: timing and input scaling (and the LIF parameters for the default neuron).
+        device: ``cuda`` devices use GeNN's CUDA backend, anything else the CPU backend.
+        neuron: the projection neurons' model; default the tutorial's LIF.
+        precision: GeNN's ``scalar`` type, ``"float"`` or ``"double"``.
+        cache_dir: where built models are kept (default :func:`default_cache_dir`).
+        max_batch: most images per model run (default 1000; at most 1000 on CUDA).
+    """
+
+    def __init__(self, params: EncoderParams, device: torch.device | None = None, *,
+                 neuron: NeuronSpec | None = None, precision: str = "float",
+                 cache_dir: str | Path | None = None, max_batch: int | None = None) -> None:
+        self.pygenn = import_pygenn()
+        self.params = params
+        self.device = device if device is not None else torch.device("cpu")
+        self.backend = "cuda" if self.device.type == "cuda" else "single_threaded_cpu"
+        available = genn_backends()
+        if self.backend not in available:
+            from ..backends import BackendUnavailableError
+
+            raise BackendUnavailableError(
+                f"backend='genn' on device={str(self.device)!r} needs GeNN's {self.backend!r} backend, "
+                f"but this PyGeNN has {available}. {INSTALL_HINT}")
+        if precision not in ("float", "double"):
+            raise ValueError(f"precision={precision!r} is not 'float' or 'double'")
+        limit = MAX_CUDA_BATCH if self.backend == "cuda" else None
+        if max_batch is None:
+            max_batch = MAX_CUDA_BATCH if limit else DEFAULT_CPU_BATCH
+        if max_batch < 1 or (limit and max_batch > limit):
+            raise ValueError(f"max_batch={max_batch!r} must be in 1..{limit or 'any'} for GeNN's {self.backend} backend")
+        self.neuron = neuron or NeuronSpec.tutorial_lif(params)
+        self.precision = precision
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.max_batch = max_batch
+        self._loaded: dict[str, Any] | None = None
+        self.last_build: tuple[Path, bool] | None = None  # (entry, compiled now) of the last load
+
+    # ------------------------------------------------------------------ model
+    def _define(self, batch: int, num_neurons: int):
+        genn = self.pygenn
+        model = genn.GeNNModel(self.precision, "spike_encode", backend=self.backend)
+        model.dt = self.params.dt
+        on_cuda = self.backend == "cuda"
+        if on_cuda:
+            model.batch_size = batch
+        size = num_neurons if on_cuda else batch * num_neurons
+        pn = model.add_neuron_population("pn", size, self.neuron.model, self.neuron.params, self.neuron.vars)
+        pn.spike_recording_enabled = True
+        cs_model = genn.create_current_source_model(
+            "cs_model", vars=[("magnitude", "scalar")], injection_code="injectCurrent(magnitude);")
+        cs = model.add_current_source("pn_input", cs_model, pn, {}, {"magnitude": 0.0})
+        return model, pn, cs
+
+    def description(self, batch: int, num_neurons: int) -> dict[str, object]:
+        """Everything that changes the generated code: the build cache key."""
+        return {
+            "pygenn": importlib.metadata.version("pygenn"),
+            "backend": self.backend,
+            "precision": self.precision,
+            "dt": self.params.dt,
+            "num_neurons": num_neurons,
+            "batch": batch,
+            "neuron": self.neuron.describe(),
+            "layout": "batch" if self.backend == "cuda" else "population",
+            "recording_steps": self.params.num_steps,
+        }
+
+    def _load(self, batch: int, num_neurons: int) -> dict[str, Any]:
+        def build(path: Path) -> None:
+            self._define(batch, num_neurons)[0].build(path_to_model=str(path))
+
+        entry, built_now = cached_build(self.cache_dir, self.description(batch, num_neurons), build)
+        model, pn, cs = self._define(batch, num_neurons)
+        model.build(path_to_model=str(entry), never_rebuild=True)
+        model.load(num_recording_timesteps=self.params.num_steps)
+        self.last_build = (entry, built_now)
+        state = {"model": model, "pn": pn, "cs": cs, "batch": batch, "num_neurons": num_neurons,
+                 "record": pn._get_array("recordSpk", self.pygenn.types.Uint32)}
+        if self.backend == "cuda":
+            state["cuda"] = {
+                "magnitude": torch.as_tensor(cs.vars["magnitude"], device=self.device),
+                "vars": {name: torch.as_tensor(pn.vars[name], device=self.device) for name in self.neuron.vars},
+                "record": torch.as_tensor(state["record"], device=self.device),
+            }
+        return state
+
+    # ------------------------------------------------------------------- runs
+    def _run(self, state: dict[str, Any], currents: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Simulate one chunk of at most ``state['batch']`` images; (step, sample, neuron)."""
+        batch, n = state["batch"], state["num_neurons"]
+        used = currents.shape[0]
+        padded = torch.zeros((batch, n), dtype=currents.dtype, device=currents.device)
+        padded[:used] = currents
+        model, T = state["model"], self.params.num_steps
+        if "cuda" in state:
+            dev = state["cuda"]
+            dev["magnitude"].view(-1).copy_(padded.reshape(-1).to(dev["magnitude"].dtype))
+            for name, value in self.neuron.vars.items():
+                dev["vars"][name].fill_(value)
+        else:
+            cs, pn = state["cs"], state["pn"]
+            cs.vars["magnitude"].view[:] = padded.reshape(-1).cpu().numpy()
+            cs.vars["magnitude"].push_to_device()
+            for name, value in self.neuron.vars.items():
+                pn.vars[name].view[:] = value
+                pn.vars[name].push_to_device()
+        model.timestep = 0
+        for _ in range(T):
+            model.step_time()
+        on_cuda = "cuda" in state
+        if on_cuda:
+            words = state["cuda"]["record"]
+        else:
+            model.pull_recording_buffers_from_device()
+            words = torch.from_numpy(state["record"].view.view(np.int32))
+        step, sample, neuron = decode_recording(words.view(torch.int32).reshape(T, batch if on_cuda else 1, -1))
+        if not on_cuda:  # one population of batch * n neurons
+            sample, neuron = neuron // n, neuron % n
+        keep = (sample < used) & (neuron < n)
+        return step[keep], sample[keep], neuron[keep]
+
+    def __call__(self, currents: torch.Tensor) -> SpikeEvents:
+        """Spikes of ``(B, N)`` neurons driven by constant ``currents`` (nA)."""
+        total, n = currents.shape
+        want = min(total, self.max_batch)
+        if self._loaded is None or self._loaded["num_neurons"] != n or self._loaded["batch"] < want:
+            if self._loaded is not None:
+                self._loaded["model"].unload()
+            self._loaded = self._load(want, n)
+        steps, samples, neurons = [], [], []
+        chunk = self._loaded["batch"]
+        for start in range(0, total, chunk):
+            step, sample, neuron = self._run(self._loaded, currents[start : start + chunk].to(self.device))
+            steps.append(step)
+            samples.append(sample + start)
+            neurons.append(neuron)
+        out = [torch.cat(x).to(self.device).to(torch.int64) for x in (samples, steps, neurons)]
+        return SpikeEvents.from_unsorted(*out, total, self.params.num_steps, n)

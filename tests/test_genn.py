@@ -1,0 +1,137 @@
+"""The GeNN backend against golden files and the torch engine (runs only where PyGeNN is installed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from spike_encode import LatencyEncode
+
+from .conftest import GOLDEN_NAMES, load_golden
+from .test_engines import random_params
+from .test_golden import encode_keys
+
+pygenn = pytest.importorskip("pygenn", reason="PyGeNN is not installed (see README: Installing PyGeNN)")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("genn-cache")
+
+
+def genn_encoder(params, cache, **kwargs):
+    return LatencyEncode(params.dt, params.present_time_ms, params.input_scale, params.lif.as_dict(),
+                         backend="genn", cache_dir=cache, **kwargs)
+
+
+@pytest.mark.parametrize("name", GOLDEN_NAMES)
+def test_genn_backend_reproduces_golden_file_exactly(name, mnist_test, cache):
+    golden = load_golden(name)
+    images = mnist_test[0][golden.first_image : golden.first_image + golden.num_samples]
+    enc = genn_encoder(golden.params, cache)
+    assert enc.engine_name == "genn"
+    assert np.array_equal(encode_keys(enc, images), golden.keys())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_genn_backend_agrees_with_torch_engine_on_random_input(seed, cache):
+    rng = np.random.default_rng(100 + seed)
+    params = random_params(rng)
+    images = torch.from_numpy((rng.random((24, 1, 20, 20)) ** 4 * 255).astype(np.uint8))
+    genn = genn_encoder(params, cache)(images).to_dense()
+    torch_ = LatencyEncode(params.dt, params.present_time_ms, params.input_scale, params.lif.as_dict(),
+                           backend="torch")(images).to_dense()
+    assert genn.sum() > 0 and torch.equal(genn, torch_)
+
+
+def test_a_short_last_batch_gives_the_same_spikes_as_a_full_one(mnist_test, cache):
+    enc = LatencyEncode(backend="genn", cache_dir=cache)
+    full = enc(mnist_test[0][:10]).to_dense()
+    assert enc._engine._loaded["batch"] == 10
+    tail = enc(mnist_test[0][7:10]).to_dense()  # runs padded in the batch-10 model
+    assert enc._engine._loaded["batch"] == 10
+    assert torch.equal(tail, full[7:10])
+    assert torch.equal(enc(mnist_test[0][3]).to_dense(), full[3])
+
+
+def test_auto_picks_genn_when_it_can_run(cache):
+    assert LatencyEncode(cache_dir=cache).engine_name == "genn"
+
+
+def test_double_precision_runs_and_is_close_to_float(mnist_test, cache):
+    images = mnist_test[0][:20]
+    double = LatencyEncode(backend="genn", precision="double", cache_dir=cache, output="times")(images)
+    single = LatencyEncode(backend="torch", output="times")(images)
+    fired = (single >= 0).sum()
+    assert fired > 1000
+    assert (double != single).sum() <= 0.002 * fired  # a rare neuron may move by one step
+
+
+def test_custom_neuron_model_reading_isyn(mnist_test, cache):
+    # the LIF model written out as a custom model gives the built-in LIF's spikes
+    lif = pygenn.create_neuron_model(
+        "my_lif",
+        params=["C", "TauM", "Vrest", "Vreset", "Vthresh", "Ioffset", "TauRefrac"],
+        derived_params=[("ExpTC", lambda pars, dt: np.exp(-dt / pars["TauM"])),
+                        ("Rmembrane", lambda pars, dt: pars["TauM"] / pars["C"])],
+        vars=[("V", "scalar"), ("RefracTime", "scalar")],
+        sim_code="""
+        if (RefracTime <= 0.0) {
+          scalar alpha = ((Isyn + Ioffset) * Rmembrane) + Vrest;
+          V = alpha - (ExpTC * (alpha - V));
+        } else { RefracTime -= dt; }""",
+        threshold_condition_code="RefracTime <= 0.0 && V >= Vthresh",
+        reset_code="V = Vreset; RefracTime = TauRefrac;")
+    params = dict(C=0.2, TauM=20.0, Vrest=-60.0, Vreset=-60.0, Vthresh=-50.0, Ioffset=0.0, TauRefrac=100.0)
+    enc = LatencyEncode(backend="genn", cache_dir=cache, neuron_model=lif, neuron_params=params,
+                        neuron_vars={"V": -60.0, "RefracTime": 0.0})
+    images = mnist_test[0][:16]
+    assert torch.equal(enc(images).to_dense(), LatencyEncode(backend="torch")(images).to_dense())
+    with pytest.raises(ValueError, match="backend='genn'"):
+        LatencyEncode(backend="torch", neuron_model=lif, neuron_params=params)
+
+
+_CHILD = textwrap.dedent("""
+    import json, sys, time, torch
+    from spike_encode import LatencyEncode
+    from spike_encode.mnist import load_mnist
+    images, _ = load_mnist(sys.argv[2])
+    start = time.perf_counter()
+    enc = LatencyEncode(backend="genn", cache_dir=sys.argv[1], input_scale=77.0)
+    spikes = enc(images[:50])
+    entry, built = enc._engine.last_build
+    print(json.dumps({"built": built, "entry": str(entry), "nnz": int(spikes._nnz()),
+                      "seconds": time.perf_counter() - start}))
+""")
+
+
+def _child(cache, data_root):
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(cache), str(data_root)],
+                         capture_output=True, text=True, timeout=600, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_second_process_loads_the_built_model_without_compiling(tmp_path, data_root):
+    first = _child(tmp_path, data_root)
+    second = _child(tmp_path, data_root)
+    assert first["built"] and not second["built"]
+    assert first["entry"] == second["entry"] and first["nnz"] == second["nnz"] > 0
+
+
+def test_concurrent_processes_building_the_same_model_are_safe(tmp_path, data_root):
+    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path), str(data_root)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert sorted(r["built"] for r in results) == [False, True]
+    assert results[0]["nnz"] == results[1]["nnz"] > 0
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 1
