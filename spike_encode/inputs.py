@@ -102,6 +102,11 @@ def normalised_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tenso
                 f"value {float(x[sample, neuron])}); a latency code needs intensities >= 0"
             )
     totals = x.sum(dim=1, keepdim=True)
+    overflow = ~torch.isfinite(totals[:, 0])
+    if bool(overflow.any()):
+        sample = int(overflow.nonzero()[0, 0])
+        raise ValueError(f"image {sample} of the batch sums to {float(totals[sample, 0])} in float32; "
+                         "its pixels are too large to normalise")
     empty = totals[:, 0] <= 0
     if bool(empty.any()):
         sample = int(empty.nonzero()[0, 0])

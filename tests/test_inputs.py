@@ -59,6 +59,12 @@ def test_all_zero_image_is_an_error_not_nan(enc, digits):
         enc(images)
 
 
+def test_pixels_overflowing_float32_sums_are_refused(enc):
+    images = torch.full((2, 28, 28), 1e37, dtype=torch.float64)
+    with pytest.raises(ValueError, match="image 0 .*too large"):
+        enc(images)
+
+
 @pytest.mark.parametrize("shape", [(784,), (2, 2, 1, 28, 28)])
 def test_wrong_rank_is_refused(enc, shape):
     with pytest.raises(ValueError, match="images must have shape"):
