@@ -319,6 +319,7 @@ def run_worker(row_id: str, opts: dict) -> dict:
         "timings_s": times,
         "images": n,
         "batch_size": bs,
+        "memory_batch_images": len(batches[0]),
         "device": device,
         "output_bytes_per_image": out_bytes,
         "peak_bytes": peak,
@@ -409,7 +410,8 @@ def markdown_table(payload: dict) -> str:
             continue
         golden = r.get("golden", {})
         diff = golden.get("differing")
-        diff_s = "n/a" if diff is None else (f"{diff:,}" + ("" if r["faithful"] else " (other model)"))
+        diff_s = ("n/a" if diff is None else f"{diff:,} of {golden['golden_spikes']:,}"
+                  + ("" if r["faithful"] else " (other model)"))
         ratio = r.get("ratio_to_step_loop")
         lines.append(
             f"| {r['encoder']} | {r['model']} | {r['output']} | {r['images']:,} | {fmt_rate(r['images_per_s'])} | "

@@ -213,6 +213,7 @@ def run_seed_loop(data_root: str, images: int, repeats: int, golden: str | Path 
         "images_per_s": images / statistics.median(times),
         "timings_s": times,
         "images": images,
+        "memory_batch_images": images,
         "build_s": build_s,
         "output_bytes_per_image": out_bytes,
         "peak_bytes": mem.bytes,
