@@ -94,7 +94,8 @@ def all_rows(devices: list[str]) -> list[Row]:
         Row("seed_loop", "seed tutorial's PyGeNN loop, one image at a time",
             "GeNN LIF (PyGeNN)", "spike_recording_data (times f64, ids i32)", True, True),
         Row("snntorch:latency", "snnTorch spikegen.latency",
-            "closed-form RC latency t = tau ln(x/(x-thr)), x = pixel/255, thr 0.01, tau 200 steps",
+            "closed-form RC latency t = tau ln(x/(x-thr)) on GeNN's normalised input (x = pixel/sum, "
+            "thr = 10 mV / (80 nA * 100 MOhm), tau = 200 steps), rounded to the nearest step",
             "float32 (T, B, N)", False, True),
         Row("norse:constant_current_lif", "Norse ConstantCurrentLIFEncoder",
             "LIF, forward Euler, no refractory period (fires repeatedly), GeNN's currents and constants",
@@ -217,11 +218,17 @@ def _build(row_id: str, device: str):
         except Exception as err:  # noqa: BLE001 - any import failure skips the row
             raise Skip(f"snntorch does not import: {type(err).__name__}: {err}") from err
 
+        # snnTorch's RC model t = tau ln(x / (x - threshold)) is GeNN's LIF first-spike time
+        # t = TauM ln(I R / (I R - (Vthresh - Vrest))) when x = I R / (input_scale R), i.e.
+        # the tutorial's normalised pixel (x = pixel / sum <= 1), threshold = (Vthresh - Vrest)
+        # / (input_scale R) and tau = TauM / dt steps; spikes past the window are dropped
+        # (bypass) and sub-threshold pixels stay silent (clip), as in GeNN
+        threshold = V_THRESH_ABOVE_REST_MV / (INPUT_SCALE_NA * R_MEMBRANE_MOHM)
+
         def encode(batch):
-            # tau in steps: TauM / dt; spikes past the window dropped (bypass), pixels below
-            # threshold silent (clip), as GeNN's zero pixels are
-            return spikegen.latency(pixels(batch) / 255.0, num_steps=NUM_STEPS, tau=TAU_M_MS / DT_MS,
-                                    threshold=0.01, clip=True, bypass=True)
+            x = pixels(batch)
+            return spikegen.latency(x / x.sum(dim=1, keepdim=True), num_steps=NUM_STEPS, tau=TAU_M_MS / DT_MS,
+                                    threshold=threshold, clip=True, bypass=True)
 
         return encode, _time_first_keys, {"snntorch": _version("snntorch")}
 
@@ -385,6 +392,16 @@ def run_row(row: Row, args, genn_python: tuple[str | None, str]) -> dict:
                 args.timeout, args.threads)
 
 
+def _versions(results: list[dict]) -> dict[str, str]:
+    """Every library version the rows reported (the seed loop's interpreter as ``genn_python``)."""
+    merged: dict[str, str] = {}
+    for r in results:
+        for name, version in (r.get("versions") or {}).items():
+            key = f"{name} (seed loop)" if r["id"] == "seed_loop" and name in ("python", "numpy") else name
+            merged.setdefault(key, version)
+    return dict(sorted(merged.items()))
+
+
 def fmt_rate(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:,.1f}"
 
@@ -400,7 +417,7 @@ def fmt_bytes(x: float) -> str:
 def markdown_table(payload: dict) -> str:
     """The results as a Markdown table (also used by plot_results.py)."""
     lines = ["| encoder | model computed | output | images timed | images/s | × step loop | "
-             "output / image | peak memory (batch) | spikes ≠ GeNN |",
+             "output / image | peak memory (batch) | spikes ≠ GeNN golden |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in payload["rows"]:
         if "images_per_s" not in r:
@@ -409,9 +426,13 @@ def markdown_table(payload: dict) -> str:
                          f"{'skipped' if 'skipped' in r else 'failed'}: {why} |")
             continue
         golden = r.get("golden", {})
-        diff = golden.get("differing")
-        diff_s = ("n/a" if diff is None else f"{diff:,} of {golden['golden_spikes']:,}"
-                  + ("" if r["faithful"] else " (other model)"))
+        if golden.get("differing") is None:
+            diff_s = "n/a"
+        elif golden["differing"] == 0:
+            diff_s = f"0 of {golden['golden_spikes']:,}"
+        else:
+            diff_s = (f"{golden['missing']:,} missed + {golden['extra']:,} extra, of {golden['golden_spikes']:,}"
+                      + ("" if r["faithful"] else " (other model)"))
         ratio = r.get("ratio_to_step_loop")
         lines.append(
             f"| {r['encoder']} | {r['model']} | {r['output']} | {r['images']:,} | {fmt_rate(r['images_per_s'])} | "
@@ -430,7 +451,7 @@ def main() -> None:
     parser.add_argument("--slow-images", type=int, help="images for the slow rows (default 2000; quick 100)")
     parser.add_argument("--seed-images", type=int, default=1000, help="cap for the seed loop's images")
     parser.add_argument("--repeats", type=int, help="timed passes, fast rows (default 5; quick 3)")
-    parser.add_argument("--slow-repeats", type=int, help="timed passes, slow rows (default 3; quick 2)")
+    parser.add_argument("--slow-repeats", type=int, help="timed passes, slow rows (default 5; quick 2)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--devices", default="auto", help="torch devices for spike_encode rows (auto: cpu, and cuda if visible)")
     parser.add_argument("--genn-python", default="auto",
@@ -452,7 +473,7 @@ def main() -> None:
     args.images = args.images or (500 if quick else 10000)
     args.slow_images = args.slow_images or (100 if quick else 2000)
     args.repeats = args.repeats or (3 if quick else 5)
-    args.slow_repeats = args.slow_repeats or (2 if quick else 3)
+    args.slow_repeats = args.slow_repeats or (2 if quick else 5)
     if quick:
         args.seed_images = min(args.seed_images, 100)
 
@@ -518,6 +539,7 @@ def main() -> None:
             "peak_memory": "extra peak RSS of a fresh subprocess while it encodes one batch "
                            "(VmHWM reset via /proc/self/clear_refs); CUDA: max_memory_allocated delta",
         },
+        "versions": _versions(results),
         "total_s": time.perf_counter() - total_start,
         "rows": results,
     }
