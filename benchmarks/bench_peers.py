@@ -387,7 +387,7 @@ def run_row(row: Row, args, genn_python: tuple[str | None, str]) -> dict:
                      str(min(images, args.seed_images)), "--repeats", str(repeats), "--golden", args.golden],
                     args.timeout, args.threads)
     opts = {"images": images, "repeats": repeats, "batch_size": args.batch_size,
-            "data_root": args.data_root, "golden": args.golden, "device": "cpu", "threads": args.threads}
+            "data_root": args.data_root, "golden": args.golden, "device": args.peer_device, "threads": args.threads}
     return _run([sys.executable, str(Path(__file__).resolve()), "--worker", row.id, json.dumps(opts)],
                 args.timeout, args.threads)
 
@@ -454,6 +454,8 @@ def main() -> None:
     parser.add_argument("--slow-repeats", type=int, help="timed passes, slow rows (default 5; quick 2)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--devices", default="auto", help="torch devices for spike_encode rows (auto: cpu, and cuda if visible)")
+    parser.add_argument("--peer-device", default="cpu",
+                        help="torch device for the step loop and the other libraries' rows (default cpu)")
     parser.add_argument("--genn-python", default="auto",
                         help="interpreter with pygenn for the seed loop (auto: this one, else python3 on PATH)")
     parser.add_argument("--threads", type=int, default=1,
@@ -530,7 +532,7 @@ def main() -> None:
             "images_fast_rows": args.images, "images_slow_rows": args.slow_images,
             "images_seed_loop": min(args.slow_images, args.seed_images),
             "repeats_fast_rows": args.repeats, "repeats_slow_rows": args.slow_repeats,
-            "batch_size": args.batch_size, "cpu_threads_per_row": args.threads or "PyTorch default",
+            "batch_size": args.batch_size, "peer_device": args.peer_device, "cpu_threads_per_row": args.threads or "PyTorch default",
             "dt_ms": DT_MS, "num_steps": NUM_STEPS,
             "data": "MNIST test set, first N images, uint8", "golden": Path(args.golden).name,
             "timing": "median of the timed passes after one untimed pass; outputs discarded",

@@ -57,7 +57,8 @@ def subtitle(payload: dict) -> str:
     m, s = payload["machine"], payload["settings"]
     where = m["gpu"] or f"{m['cpu']}, {s.get('cpu_threads_per_row', '?')} thread(s) per row"
     return (f"{where} — torch {m['torch']}, {m['date'][:10]}\nMNIST test images "
-            f"({s['images_fast_rows']:,} for spike_encode rows, {s['images_slow_rows']:,} for the others)")
+            f"({s['images_fast_rows']:,} for spike_encode torch rows, {s['images_seed_loop']:,} for the seed loop, "
+            f"{s['images_slow_rows']:,} for the others)")
 
 
 def _legend(ax) -> None:
