@@ -1,0 +1,176 @@
+"""Render bench_peers.py results (JSON) as PNG charts, and print them as a Markdown table.
+
+For each JSON file (default: every ``benchmarks/results/peers-*.json`` that is not a quick
+run) it writes, beside it:
+
+- ``<name>-throughput.png``: images/s per encoder, log scale, with the ratio to the float32
+  step loop measured in the same run;
+- ``<name>-bytes.png``: output bytes per image and extra peak memory per batch, log scale.
+
+    python benchmarks/plot_results.py [results/peers-cpu.json ...] [--out-dir DIR] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_peers import markdown_table  # noqa: E402
+
+# colours by family: faithful to GeNN (blues/greens) and other models (oranges)
+COLOURS = {"spike_encode": "#1f77b4", "genn": "#2ca02c", "step_loop": "#7f7f7f", "peer": "#ff7f0e"}
+
+
+def label(row: dict) -> str:
+    rid = row["id"]
+    if rid.startswith("spike_encode:torch:"):
+        _, _, device, fmt = rid.split(":")
+        return f"spike_encode torch {device} '{fmt}'"
+    return {
+        "spike_encode:genn": "spike_encode GeNN backend",
+        "seed_loop": "seed tutorial loop (PyGeNN)",
+        "step_loop": "float32 step loop (baseline)",
+        "snntorch:latency": "snnTorch spikegen.latency*",
+        "norse:constant_current_lif": "Norse ConstantCurrentLIF*",
+        "norse:spike_latency_lif": "Norse SpikeLatencyLIF*",
+        "spikingjelly:latency": "SpikingJelly LatencyEncoder*",
+    }.get(rid, rid)
+
+
+def colour(row: dict) -> str:
+    rid = row["id"]
+    if rid.startswith("spike_encode:torch"):
+        return COLOURS["spike_encode"]
+    if rid in ("spike_encode:genn", "seed_loop"):
+        return COLOURS["genn"]
+    if rid == "step_loop":
+        return COLOURS["step_loop"]
+    return COLOURS["peer"]
+
+
+def subtitle(payload: dict) -> str:
+    m, s = payload["machine"], payload["settings"]
+    where = m["gpu"] or f"{m['cpu']}, {s.get('cpu_threads_per_row', '?')} thread(s) per row"
+    return (f"{where} — torch {m['torch']}, {m['date'][:10]}\nMNIST test images "
+            f"({s['images_fast_rows']:,} for spike_encode torch rows, {s['images_seed_loop']:,} for the seed loop, "
+            f"{s['images_slow_rows']:,} for the others)")
+
+
+def _legend(ax) -> None:
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=COLOURS["spike_encode"], label="spike_encode (exact GeNN spikes)"),
+                       Patch(color=COLOURS["genn"], label="PyGeNN (GeNN's own spikes)"),
+                       Patch(color=COLOURS["step_loop"], label="float32 step loop (exact GeNN spikes)"),
+                       Patch(color=COLOURS["peer"], label="* other libraries: other models")],
+              loc="lower right", fontsize=8, framealpha=0.9)
+
+
+def _skipped_note(payload: dict) -> str:
+    skipped = [f"{label(r)}: {r.get('skipped') or r.get('failed')}" for r in payload["rows"]
+               if "images_per_s" not in r]
+    # one line per distinct reason, so the four CUDA rows make one line
+    lines, seen = [], {}
+    for text in skipped:
+        name, why = text.split(": ", 1)
+        seen.setdefault(why, []).append(name)
+    for why, names in seen.items():
+        head = names[0] if len(names) == 1 else f"{names[0].rsplit(' ', 1)[0]} (x{len(names)})"
+        lines.append(f"not run: {head} — {why}")
+    return "\n".join(lines)
+
+
+def plot_throughput(payload: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in payload["rows"] if "images_per_s" in r]
+    rows.sort(key=lambda r: r["images_per_s"])
+    note = _skipped_note(payload)
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.6 + 0.16 * note.count("\n")))
+    y = range(len(rows))
+    rates = [r["images_per_s"] for r in rows]
+    ax.barh(y, rates, color=[colour(r) for r in rows])
+    ax.set_xscale("log")
+    ax.set_yticks(list(y), [label(r) for r in rows], fontsize=9)
+    ax.set_xlabel("images / s (log scale; median of timed passes)")
+    for i, r in enumerate(rows):
+        ratio = r.get("ratio_to_step_loop")
+        text = f" {r['images_per_s']:,.0f}" + (f"  ({ratio:,.1f}× step loop)" if ratio else "")
+        ax.text(r["images_per_s"], i, text, va="center", fontsize=8)
+    ax.set_xlim(min(rates) / 2, max(rates) * 12)
+    ax.set_title("Latency encoding of MNIST: throughput\n" + subtitle(payload), fontsize=9)
+    _legend(ax)
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=7, va="bottom", color="#555555")
+    fig.tight_layout(rect=(0, 0.02 + 0.025 * (note.count("\n") + 1) if note else 0, 1, 1))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_bytes(payload: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in payload["rows"] if "images_per_s" in r]
+    rows.sort(key=lambda r: r["output_bytes_per_image"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.42 * len(rows) + 1.6), sharey=True)
+    y = list(range(len(rows)))
+    colours = [colour(r) for r in rows]
+    out = [r["output_bytes_per_image"] / 1024 for r in rows]
+    ax1.barh(y, out, color=colours)
+    ax1.set_xscale("log")
+    ax1.set_yticks(y, [label(r) for r in rows], fontsize=9)
+    ax1.set_xlabel("output KiB per image (log scale)")
+    for i, v in enumerate(out):
+        ax1.text(v, i, f" {v:,.1f}", va="center", fontsize=8)
+    ax1.set_xlim(min(out) / 2, max(out) * 8)
+    peak = [max(r["peak_bytes"], 1) / 2**20 for r in rows]
+    batch = payload["settings"]["batch_size"]
+    ax2.barh(y, peak, color=colours)
+    ax2.set_xscale("log")
+    ax2.set_xlabel("extra peak memory (MiB, log scale) encoding one batch")
+    for i, (v, r) in enumerate(zip(peak, rows)):
+        n = r.get("memory_batch_images", min(batch, r["images"]))
+        extra = f" ({n} images, 1 at a time)" if r["id"] == "seed_loop" else f" (batch {n})"
+        ax2.text(v, i, f" {v:,.0f}{extra}", va="center", fontsize=8)
+    ax2.set_xlim(min(peak) / 2, max(peak) * 40)
+    fig.suptitle("Latency encoding of MNIST: output size and memory\n" + subtitle(payload), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="*", type=Path)
+    parser.add_argument("--out-dir", type=Path, help="where to write the PNGs (default: beside each JSON)")
+    parser.add_argument("--markdown", action="store_true", help="also print each file as a Markdown table")
+    args = parser.parse_args()
+    files = args.files or sorted(p for p in (HERE / "results").glob("peers-*.json") if "quick" not in p.name)
+    if not files:
+        parser.error("no results: run benchmarks/bench_peers.py first, or name JSON files")
+    for f in files:
+        payload = json.loads(f.read_text())
+        out_dir = args.out_dir or f.parent
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for p in (plot_throughput(payload, out_dir / f"{f.stem}-throughput.png"),
+                  plot_bytes(payload, out_dir / f"{f.stem}-bytes.png")):
+            print(f"wrote {p} ({p.stat().st_size / 1024:.0f} KiB)")
+        if args.markdown:
+            print(f"\n{f.name}: {subtitle(payload)}\n\n{markdown_table(payload)}\n")
+
+
+if __name__ == "__main__":
+    main()

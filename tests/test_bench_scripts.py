@@ -1,0 +1,109 @@
+"""The benchmark scripts run, measure what they say, and render their results (a few seconds)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import GOLDEN
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench_modules():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_peers
+        import seed_loop
+
+        yield bench_peers, seed_loop
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_idx_loader_gives_torchvision_pixels(bench_modules, mnist_test, data_root):
+    _, seed_loop = bench_modules
+    images = seed_loop.load_mnist_idx(data_root, 50, first=10)
+    assert images.dtype == np.uint8 and images.shape == (50, 784)
+    assert np.array_equal(images, mnist_test[0][10:60].reshape(50, 784).numpy())
+
+
+def test_golden_difference_counts_missing_and_extra(bench_modules):
+    _, seed_loop = bench_modules
+    path = GOLDEN / "tutorial-test-0-10000.npz"
+    if not path.exists():
+        pytest.skip(f"{path} is missing")
+    with np.load(path) as z:
+        keep = z["sample"] < 3
+        keys = seed_loop.spike_keys(z["sample"][keep], z["step"][keep], z["neuron"][keep], 200)
+    assert seed_loop.golden_difference(keys, 3, 200, path)["differing"] == 0
+    late = keys.copy()
+    late[0] += 784  # first spike one step later: one missing, one extra
+    diff = seed_loop.golden_difference(late, 3, 200, path)
+    assert (diff["missing"], diff["extra"], diff["differing"]) == (1, 1, 2)
+    assert seed_loop.golden_difference(keys, 3, 600, path)["differing"] is None
+
+
+def test_peer_rows_are_skipped_with_the_reason_when_their_library_is_missing(bench_modules, monkeypatch):
+    bench_peers, _ = bench_modules
+    for module, sub, row in [("snntorch", "snntorch.spikegen", "snntorch:latency"),
+                             ("norse", "norse.torch", "norse:spike_latency_lif"),
+                             ("spikingjelly", "spikingjelly.activation_based", "spikingjelly:latency")]:
+        for name in (module, sub):  # None in sys.modules makes `import name` raise ImportError
+            monkeypatch.setitem(sys.modules, name, None)
+        with pytest.raises(bench_peers.Skip, match=f"{module} does not import"):
+            bench_peers._build(row, "cpu")
+
+
+def test_genn_row_is_skipped_or_built(bench_modules):
+    bench_peers, _ = bench_modules
+    from spike_encode import BackendUnavailableError, LatencyEncode
+
+    try:
+        LatencyEncode(backend="genn")
+    except (BackendUnavailableError, ValueError, ImportError) as err:
+        with pytest.raises(bench_peers.Skip, match="backend='genn'"):
+            bench_peers._build("spike_encode:genn", "cpu")
+        assert str(err)
+    else:
+        encode, keys, versions = bench_peers._build("spike_encode:genn", "cpu")
+        assert callable(encode) and "spike_encode" in versions
+
+
+def test_bench_peers_quick_run_and_plots(tmp_path, data_root, bench_modules):
+    out = tmp_path / "peers.json"
+    cmd = [sys.executable, str(BENCH / "bench_peers.py"), "--quick", "--data-root", str(data_root),
+           "--only", "step_loop,spike_encode:torch:cpu:sparse,spike_encode:torch:cuda:sparse",
+           "--images", "100", "--slow-images", "50", "--repeats", "1", "--slow-repeats", "1",
+           "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads(out.read_text())
+    rows = {r["id"]: r for r in payload["rows"]}
+    assert set(rows) == {"step_loop", "spike_encode:torch:cpu:sparse", "spike_encode:torch:cuda:sparse"}
+    assert payload["machine"]["torch"] and payload["machine"]["date"]
+    base, ours = rows["step_loop"], rows["spike_encode:torch:cpu:sparse"]
+    assert base["images"] == 50 and ours["images"] == 100
+    assert base["ratio_to_step_loop"] == pytest.approx(1.0)
+    assert ours["ratio_to_step_loop"] == pytest.approx(ours["images_per_s"] / base["images_per_s"])
+    assert ours["output_bytes_per_image"] > 0 and ours["peak_bytes"] > 0
+    if (GOLDEN / "tutorial-test-0-10000.npz").exists():
+        assert base["golden"]["differing"] == 0 and ours["golden"]["differing"] == 0
+        assert ours["golden"]["golden_spikes"] == ours["golden"]["spikes"] > 0
+    cuda = rows["spike_encode:torch:cuda:sparse"]
+    assert "images_per_s" in cuda or "no CUDA GPU" in cuda["skipped"]
+    assert "| spike_encode torch, cpu, output='sparse' |" in proc.stdout
+
+    plot = subprocess.run([sys.executable, str(BENCH / "plot_results.py"), str(out), "--markdown"],
+                          capture_output=True, text=True, timeout=60)
+    assert plot.returncode == 0, plot.stderr[-2000:]
+    for suffix in ("throughput", "bytes"):
+        png = tmp_path / f"peers-{suffix}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "step loop" in plot.stdout
