@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from common import DEFAULT_DATA, DEFAULT_GOLDEN, machine, save
-from seed_loop import tutorial_loop
+from seed_loop import run_seed_loop
 from spike_encode import LatencyEncode
 from spike_encode.formats import sparse_to_events
 from spike_encode.mnist import load_mnist
@@ -83,12 +83,7 @@ def main() -> None:
         print(rows[-1])
 
     backend = "cuda" if on_cuda else "single_threaded_cpu"
-    seed_images = images[: args.seed_images].reshape(args.seed_images, -1).numpy()
-    start = time.perf_counter()
-    seed = tutorial_loop(seed_images, torch_enc.params, backend)
-    seed_rate = len(seed_images) / (time.perf_counter() - start)
-    seed_keys = np.concatenate([(i * 200 + s) * 784 + n for i, (s, n) in enumerate(seed)])
-    seed_diff = differing_neurons(seed_keys, golden[golden < args.seed_images * 200 * 784], 200, 784)
+    seed = run_seed_loop(args.data_root, args.seed_images, 1, args.golden, backend)
 
     result = {
         "script": "benchmarks/bench_genn.py",
@@ -99,11 +94,10 @@ def main() -> None:
         "genn": rows,
         "torch_engine": {"images_per_s": len(images) / torch_seconds,
                          "neurons_differing_from_golden": differing_neurons(torch_keys, golden, 200, 784)},
-        "seed_loop": {"images": len(seed_images), "images_per_s": seed_rate,
-                      "neurons_differing_from_golden": seed_diff},
+        "seed_loop": {key: seed[key] for key in ("images", "images_per_s", "golden", "backend")},
     }
-    print(f"seed tutorial loop ({backend}, one image at a time): {seed_rate:,.0f} images/s, "
-          f"{seed_diff} neurons differ from golden")
+    print(f"seed tutorial loop ({backend}, one image at a time): {seed['images_per_s']:,.0f} images/s, "
+          f"{seed['golden'].get('differing')} spikes differ from golden")
     print(f"torch engine ({args.device}): {result['torch_engine']['images_per_s']:,.0f} images/s, "
           f"{result['torch_engine']['neurons_differing_from_golden']} neurons differ from golden")
     print("saved", save(f"genn-{args.device.split(':')[0]}" + ("-quick" if args.quick else ""), result))
