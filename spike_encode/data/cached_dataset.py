@@ -122,24 +122,18 @@ def encode_dataset(
         for spikes, batch_targets in loader:
             ev = sparse_to_events(spikes.cpu())
             if num_neurons is None:
-                num_neurons = ev.num_neurons
+                num_neurons, neuron_dtype = ev.num_neurons, _unsigned_dtype(ev.num_neurons)
             elif ev.num_neurons != num_neurons:
                 raise ValueError(f"images change size within the dataset: {num_neurons} then {ev.num_neurons} pixels")
             counts.append(torch.bincount(ev.sample, minlength=ev.batch_size).numpy())
             steps.append(ev.step.numpy().astype(step_dtype))
-            neurons.append(ev.neuron.numpy())
+            neurons.append(ev.neuron.numpy().astype(neuron_dtype))
             targets.append(_targets_array(batch_targets, ev.batch_size))
             bar.update(ev.batch_size)
     if num_neurons is None:
         raise ValueError("dataset is empty: nothing to encode")
-    neuron_dtype = _unsigned_dtype(num_neurons)
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
-    chunks = {
-        "offsets": [offsets],
-        "step": steps,
-        "neuron": [n.astype(neuron_dtype) for n in neurons],
-        "targets": [np.concatenate(targets)],
-    }
+    chunks = {"offsets": [offsets], "step": steps, "neuron": neurons, "targets": [np.concatenate(targets)]}
     arrays, position = {}, 0
     for name, parts in chunks.items():
         length = sum(len(p) for p in parts)

@@ -188,6 +188,8 @@ def collate_spikes(batch: Sequence[tuple[Any, Any]]) -> tuple[torch.Tensor, Any]
     Each item's spikes are :class:`CompactSpikes` or a ``(T, N)`` sparse tensor (as
     :class:`~spike_encode.data.SpikeDataset` gives); targets are collated by
     ``default_collate``. The batch is coalesced: its indices are sorted (sample, step, neuron).
+    Run in a worker, the finished batch crosses the pipe through PyTorch's own pickling of
+    sparse tensors (tested with torch 2.14; older releases without it cannot send it).
 
     Raises:
         TypeError: an item whose spikes are neither form.
