@@ -1,4 +1,4 @@
-"""Where spike_encode keeps built GeNN models (and other per-user caches)."""
+"""Where spike_encode keeps files it can rebuild: compiled GeNN models, encoded datasets."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ CACHE_ENV = "SPIKE_ENCODE_CACHE"
 
 
 def default_cache_dir() -> Path:
-    """``$SPIKE_ENCODE_CACHE`` if set, else ``$XDG_CACHE_HOME/spike_encode`` (``~/.cache/spike_encode``)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
+    """``$SPIKE_ENCODE_CACHE`` if set (``~`` expanded), else ``$XDG_CACHE_HOME/spike_encode``
+    (``~/.cache/spike_encode``). Only computes the path; nothing is created."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if value:
+        return Path(value).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "spike_encode"

@@ -1,0 +1,207 @@
+"""One epoch of spike batches through ``SpikeLoader`` next to the same loader yielding images.
+
+In one run, over the 60,000 MNIST training images (shuffled, ``--workers`` DataLoader
+workers, torch engine on the CPU):
+
+- plain: ``DataLoader(collate_fn=collate_images)``, the images as uint8 tensors;
+- encoded: ``SpikeLoader`` with the same arguments, sparse ``(B, T, N)`` spikes, with its
+  default ``encode_threads="auto"`` (and, with ``--default-threads``, once with torch's
+  default threads: slow on a small machine);
+
+alternating, ``--repeats`` times each; the ratio of the median epoch times is the figure
+of merit (target: at most 1.3). Also: bytes of one batch of sparse, dense bool and dense
+float32 spikes and the peak memory of encoding it (each in a fresh process), and writing
+the epoch's ``SpikeDataset`` file, reading it back, and one epoch from it (``loader()``).
+
+    python benchmarks/bench_loader.py [--data-root DIR] [--batch-size 256] [--workers 2]
+                                      [--repeats 3] [--default-threads] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from common import DEFAULT_DATA, machine, save
+from spike_encode import LatencyEncode
+from spike_encode.data import SpikeDataset, SpikeLoader, collate_images, encode_dataset
+from spike_encode.mnist import load_mnist, mnist_dataset
+
+
+class TimedEncoder:
+    """An encoder that adds up the seconds spent in it (the main process's encoding time)."""
+
+    def __init__(self, enc: LatencyEncode):
+        self.enc, self.device, self.seconds = enc, enc.device, 0.0
+
+    def __call__(self, images: torch.Tensor):
+        start = time.perf_counter()
+        out = self.enc(images)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def run_epoch(loader, expected: int) -> float:
+    start = time.perf_counter()
+    seen = 0
+    for _, targets in loader:
+        seen += len(targets)
+    assert seen == expected, f"epoch yielded {seen} samples, expected {expected}"
+    return time.perf_counter() - start
+
+
+def _proc_status(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+
+def memory_probe(output: str, batch_size: int, data_root: str) -> dict[str, float]:
+    """In this (fresh) process: peak RSS growth while encoding one batch to ``output``."""
+    images, _ = load_mnist(data_root, train=True)
+    batch = images[:batch_size].clone()
+    enc = LatencyEncode(backend="torch", output=output)
+    enc(images[batch_size : 2 * batch_size])  # warm up lazy initialisation
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets the peak (VmHWM) to the current RSS
+    before = _proc_status("VmRSS")
+    spikes = enc(batch)
+    peak, after = _proc_status("VmHWM"), _proc_status("VmRSS")
+    if output == "sparse":
+        nbytes = spikes.indices().numel() * spikes.indices().element_size() + spikes.values().numel() * 4
+    else:
+        nbytes = spikes.numel() * spikes.element_size()
+    return {"output_bytes": nbytes, "peak_rss_growth_bytes": peak - before, "held_rss_growth_bytes": after - before}
+
+
+def probe_in_subprocess(output: str, batch_size: int, data_root: str) -> dict[str, float] | None:
+    cmd = [sys.executable, __file__, "--memory-probe", output, "--batch-size", str(batch_size), "--data-root", data_root]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    if done.returncode != 0:
+        print(f"memory probe for {output} failed: {done.stderr.strip().splitlines()[-1:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default=DEFAULT_DATA)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="epochs of each loader (alternating)")
+    parser.add_argument("--default-threads", action="store_true",
+                        help="also one encoded epoch with torch's default intra-op threads")
+    parser.add_argument("--quick", action="store_true", help="10,000 images, one epoch each")
+    parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_probe:
+        print(json.dumps(memory_probe(args.memory_probe, args.batch_size, args.data_root)))
+        return
+
+    dataset = mnist_dataset(args.data_root, train=True)  # (PIL image, int) items, as users have them
+    if args.quick:
+        dataset, args.repeats = Subset(dataset, range(10000)), 1
+    count = len(dataset)
+    enc = LatencyEncode(backend="torch")
+    timed = TimedEncoder(enc)
+    common = dict(batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
+    plain = DataLoader(dataset, collate_fn=collate_images, **common)
+    encoded = SpikeLoader(dataset, timed, **common)
+    load_start = os.getloadavg()
+
+    times: dict[str, list[float]] = {"plain": [], "encoded": []}
+    encode_seconds = []
+    for _ in range(args.repeats):
+        times["plain"].append(run_epoch(plain, count))
+        timed.seconds = 0.0
+        times["encoded"].append(run_epoch(encoded, count))
+        encode_seconds.append(timed.seconds)
+    default_threads_encode = None
+    if args.default_threads:
+        timed.seconds = 0.0
+        default_threads = SpikeLoader(dataset, timed, encode_threads=None, **common)
+        times["encoded_torch_default_threads"] = [run_epoch(default_threads, count)]
+        default_threads_encode = timed.seconds
+    # the encoder alone on the same images, already in memory, 1 thread, nothing else running here
+    images = load_mnist(args.data_root, train=True)[0][:count]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    for i in range(0, count, args.batch_size):
+        enc(images[i : i + args.batch_size])
+    encode_alone_s = time.perf_counter() - start
+    torch.set_num_threads(previous)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    ratio = median["encoded"] / median["plain"]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mnist-train.spikes"
+        start = time.perf_counter()
+        encode_dataset(dataset, enc, path, batch_size=1000, num_workers=args.workers, progress=False)
+        write_s = time.perf_counter() - start
+        start = time.perf_counter()
+        cache = SpikeDataset(path, enc)
+        open_s = time.perf_counter() - start
+        start = time.perf_counter()
+        spikes, _ = SpikeDataset(path, enc, mmap=False).get_batch(range(count))
+        load_all_s = time.perf_counter() - start
+        cache_epoch_s = run_epoch(cache.loader(batch_size=args.batch_size, shuffle=True), count)
+        file_bytes = path.stat().st_size
+        spikes_per_image = spikes._nnz() / count
+
+    memory = {output: probe_in_subprocess(output, args.batch_size, args.data_root) for output in ("sparse", "dense")}
+    if memory["dense"] is not None:
+        memory["dense_float32_output_bytes"] = memory["dense"]["output_bytes"] * 4  # as a float model input
+    result = {
+        "script": "benchmarks/bench_loader.py",
+        "machine": machine(),
+        "note": "shared 2-core machine: other jobs ran at the same time, so timings are noisy",
+        "load_average_start_end": [load_start, os.getloadavg()],
+        "images": count,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "repeats": args.repeats,
+        "epoch_s": times,
+        "median_epoch_s": median,
+        "encoded_over_plain": ratio,
+        "target_ratio": 1.3,
+        "main_process_encode_s": encode_seconds,
+        "encode_alone_1_thread_s": encode_alone_s,
+        "main_process_encode_s_torch_default_threads": default_threads_encode,
+        "cache": {"write_s": write_s, "open_s": open_s, "load_all_s": load_all_s, "file_bytes": file_bytes,
+                  "spikes_per_image": spikes_per_image, "epoch_from_file_s": cache_epoch_s},
+        "memory_per_batch": memory,
+    }
+    print(f"{count} MNIST training images, batches of {args.batch_size}, {args.workers} workers, "
+          f"median of {args.repeats} epoch(s) each:")
+    print(f"  plain images (collate_images):   {median['plain']:6.2f} s  ({count / median['plain']:,.0f} img/s)")
+    print(f"  SpikeLoader, sparse spikes:      {median['encoded']:6.2f} s  ({count / median['encoded']:,.0f} img/s), "
+          f"of which encoding {statistics.median(encode_seconds):.2f} s  -> {ratio:.2f}x the plain epoch (target <= 1.3x)")
+    print(f"  (the encoder alone, same images in memory, 1 thread: {encode_alone_s:.2f} s)")
+    if args.default_threads:
+        print(f"  same, torch's default threads:   {median['encoded_torch_default_threads']:6.2f} s "
+              f"(encoding {default_threads_encode:.2f} s)")
+    print(f"cache file: written in {write_s:.1f} s, {file_bytes / 2**20:.1f} MiB; opened in {open_s * 1e3:.1f} ms, "
+          f"all {count} images' spikes read in {load_all_s:.2f} s; one epoch from it (loader()) {cache_epoch_s:.2f} s")
+    for output in ("sparse", "dense"):
+        m = memory[output]
+        if m:
+            print(f"one batch of {args.batch_size}, {output:6s}: output {m['output_bytes'] / 2**20:7.2f} MiB, "
+                  f"peak RSS growth while encoding {m['peak_rss_growth_bytes'] / 2**20:7.1f} MiB")
+    if memory["dense"]:
+        print(f"  (dense as float32 model input: {memory['dense_float32_output_bytes'] / 2**20:.1f} MiB)")
+    print("saved", save("loader-cpu" + ("-quick" if args.quick else ""), result))
+
+
+if __name__ == "__main__":
+    main()
