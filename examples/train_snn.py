@@ -1,0 +1,467 @@
+#!/usr/bin/env python
+"""Train a small spiking network on latency-coded MNIST, fed by ``SpikeLoader``.
+
+The images are encoded on the fly by :class:`spike_encode.LatencyEncode` (GeNN LIF projection
+neurons, 200 steps of 0.1 ms, at most one spike per pixel) and the network is plain PyTorch:
+
+    784 input spikes --W1--> H LIF neurons (spiking) --W2--> 10 leaky integrators (no spikes)
+
+trained with surrogate-gradient backpropagation through all 200 steps of the window. The
+class is read from the **output membrane potential**: logits are each output neuron's
+maximum potential over the window (``--readout max``, default) or its mean
+(``--readout mean``), trained with cross-entropy.
+
+Sparse input, used as such: the encoder's sparse ``(B, T, 784)`` batch holds ~125 spikes per
+image, so the input current of a step is the sum of the weight rows of the few pixels that
+fire in it: one ``torch.sparse.mm`` of the ``(T*B, 784)`` sparse raster with the weight,
+never a dense matmul over 784 zeros; the backward pass sends the gradient back to the same
+rows only.
+
+The LIF recurrence runs in a custom autograd function: forward steps through time without
+building a graph; backward is the linear reverse-time recurrence of the surrogate gradient
+(the reset is detached, as in SpyTorch and snnTorch), so a 200-step batch costs a few
+hundred small tensor operations either way.
+
+With ``--net snntorch`` or ``--net norse`` (when installed) the same architecture is built
+from that library's neurons and fed the ``output="dense", time_first=True`` layout.
+
+Run ``python examples/train_snn.py --help``; the README gives the command and timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+if str(REPO) not in sys.path:  # run from a checkout without installing the package
+    sys.path.insert(0, str(REPO))
+
+from spike_encode import LatencyEncode  # noqa: E402
+from spike_encode.mnist import mnist_dataset  # noqa: E402
+
+RESULTS = HERE / "results"
+NETS = ("torch", "snntorch", "norse")
+
+
+# --------------------------------------------------------------------------- the network
+
+def leaky_integrate(x: torch.Tensor, beta: float) -> torch.Tensor:
+    """``v[t] = beta * v[t-1] + x[t]`` over the first (time) axis, from ``v[-1] = 0``."""
+    return _LeakyIntegrate.apply(x, beta)
+
+
+class _LeakyIntegrate(torch.autograd.Function):
+    """The linear leaky integrator; its adjoint is the same recurrence run backwards."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, beta: float) -> torch.Tensor:
+        ctx.beta = beta
+        v = x.clone()
+        for t in range(1, v.shape[0]):
+            v[t].add_(v[t - 1], alpha=beta)
+        return v
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _reverse_integrate(grad.clone(), ctx.beta), None
+
+
+def _reverse_integrate(g: torch.Tensor, beta: float) -> torch.Tensor:
+    """In place: ``g[t] += beta * g[t+1]`` from the last step down."""
+    for t in range(g.shape[0] - 2, -1, -1):
+        g[t].add_(g[t + 1], alpha=beta)
+    return g
+
+
+class _LIFSpikes(torch.autograd.Function):
+    """LIF neurons with subtractive reset, driven by input currents ``(T, B, H)``.
+
+    Forward, per step: ``u[t] = beta * v[t-1] + I[t]``, spike ``s[t] = u[t] >= thr``,
+    ``v[t] = u[t] - thr * s[t]``. Backward replaces ``ds/du`` by the fast-sigmoid surrogate
+    ``1 / (1 + slope * |u - thr|)**2`` and treats the reset as a constant, so
+    ``dL/du[t] = dL/ds[t] * surrogate(u[t]) + beta * dL/du[t+1]`` and ``dL/dI = dL/du``.
+    """
+
+    @staticmethod
+    def forward(ctx, current: torch.Tensor, beta: float, thr: float, slope: float) -> torch.Tensor:
+        u = torch.empty_like(current)
+        spikes = torch.empty_like(current)
+        v = torch.zeros_like(current[0])
+        for t in range(current.shape[0]):
+            ut = torch.add(current[t], v, alpha=beta, out=u[t])
+            st = torch.ge(ut, thr, out=spikes[t])  # float 0/1
+            v = torch.sub(ut, st, alpha=thr)
+        ctx.save_for_backward(u)
+        ctx.thr, ctx.beta, ctx.slope = thr, beta, slope
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes: torch.Tensor):
+        (u,) = ctx.saved_tensors
+        g = (u - ctx.thr).abs_().mul_(ctx.slope).add_(1.0).pow_(-2).mul_(grad_spikes)
+        return _reverse_integrate(g, ctx.beta), None, None, None
+
+
+def sparse_currents(spikes: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Input currents ``(T, B, H)`` of a sparse ``(B, T, N)`` spike batch through ``weight``
+    ``(N, H)``: each (step, sample) row is the sum of the weight rows of the pixels that
+    fired in it.
+
+    One ``torch.sparse.mm`` of the ``(T*B, N)`` sparse raster (rows ordered time first, as
+    the LIF loop reads them) with the weight; its backward is the sparse transpose times the
+    gradient, so only the rows of pixels that fired get a weight gradient.
+    """
+    batch, steps, num_inputs = spikes.shape
+    sample, step, neuron = spikes._indices()
+    rows = step * batch + sample
+    raster = torch.sparse_coo_tensor(torch.stack([rows, neuron]), spikes._values().to(weight.dtype),
+                                     (steps * batch, num_inputs), check_invariants=False)
+    return torch.sparse.mm(raster, weight).view(steps, batch, weight.shape[1])
+
+
+class SpikingMLP(nn.Module):
+    """784 -> ``hidden`` LIF -> 10 leaky integrators, read out by membrane potential.
+
+    Args:
+        num_inputs, hidden, num_outputs: layer sizes.
+        dt: the encoder's step (ms), to turn the time constants into per-step decays.
+        tau_mem: hidden LIF membrane time constant (ms).
+        tau_out: output integrator time constant (ms).
+        threshold: hidden firing threshold (reset subtracts it).
+        slope: steepness of the fast-sigmoid surrogate gradient.
+        readout: ``"max"`` or ``"mean"`` of the output potential over time.
+        weight_scale: scale of the input weights at initialisation (times 1/sqrt(fan-in)).
+    """
+
+    def __init__(self, num_inputs: int = 784, hidden: int = 256, num_outputs: int = 10, *,
+                 dt: float = 0.1, tau_mem: float = 10.0, tau_out: float = 10.0,
+                 threshold: float = 1.0, slope: float = 10.0, readout: str = "max",
+                 weight_scale: float = 2.0) -> None:
+        super().__init__()
+        if readout not in ("max", "mean"):
+            raise ValueError(f"readout must be 'max' or 'mean', got {readout!r}")
+        self.w1 = nn.Parameter(torch.randn(num_inputs, hidden) * (weight_scale / math.sqrt(num_inputs)))
+        self.w2 = nn.Parameter(torch.randn(hidden, num_outputs) * (1.0 / math.sqrt(hidden)))
+        self.beta = math.exp(-dt / tau_mem)
+        self.beta_out = math.exp(-dt / tau_out)
+        self.threshold, self.slope, self.readout = threshold, slope, readout
+        self.last_rate = float("nan")
+
+    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, 10)`` from a sparse ``(B, T, N)`` spike batch."""
+        current = sparse_currents(spikes, self.w1)                      # (T, B, H)
+        hidden = _LIFSpikes.apply(current, self.beta, self.threshold, self.slope)
+        self.last_rate = float(hidden.detach().mean())
+        steps, batch, width = hidden.shape
+        out_current = (hidden.view(steps * batch, width) @ self.w2).view(steps, batch, -1)
+        potential = leaky_integrate(out_current, self.beta_out)        # (T, B, 10)
+        return potential.amax(0) if self.readout == "max" else potential.mean(0)
+
+
+# ----------------------------------------------------------------- library variants (dense)
+
+class SnnTorchMLP(nn.Module):
+    """The same network from snnTorch neurons, fed dense ``(T, B, N)`` bool spikes."""
+
+    def __init__(self, num_inputs: int = 784, hidden: int = 256, num_outputs: int = 10, *,
+                 dt: float = 0.1, tau_mem: float = 10.0, tau_out: float = 10.0,
+                 threshold: float = 1.0, slope: float = 10.0, readout: str = "max",
+                 weight_scale: float = 2.0) -> None:
+        super().__init__()
+        import snntorch as snn
+        from snntorch import surrogate
+
+        self.fc1 = nn.Linear(num_inputs, hidden, bias=False)
+        self.fc2 = nn.Linear(hidden, num_outputs, bias=False)
+        with torch.no_grad():
+            self.fc1.weight.normal_(0.0, weight_scale / math.sqrt(num_inputs))
+            self.fc2.weight.normal_(0.0, 1.0 / math.sqrt(hidden))
+        self.lif = snn.Leaky(beta=math.exp(-dt / tau_mem), threshold=threshold,
+                             spike_grad=surrogate.fast_sigmoid(slope=slope),
+                             reset_mechanism="subtract")
+        self.out = snn.Leaky(beta=math.exp(-dt / tau_out), reset_mechanism="none")
+        self.readout = readout
+        self.last_rate = float("nan")
+
+    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        mem1 = self.lif.init_leaky()
+        mem2 = self.out.init_leaky()
+        potentials, rate = [], 0.0
+        for x in spikes:  # time first
+            spk1, mem1 = self.lif(self.fc1(x.float()), mem1)
+            _, mem2 = self.out(self.fc2(spk1), mem2)
+            potentials.append(mem2)
+            rate += float(spk1.detach().mean())
+        self.last_rate = rate / len(spikes)
+        potential = torch.stack(potentials)
+        return potential.amax(0) if self.readout == "max" else potential.mean(0)
+
+
+class NorseMLP(nn.Module):
+    """The same network from Norse cells, fed dense ``(T, B, N)`` bool spikes.
+
+    Norse integrates ``dv = dt * tau_mem_inv * (v_leak - v + i)``; with ``dt`` in Norse's
+    units set to the encoder's step this is the same leak as ``beta = 1 - dt/tau``, and the
+    input is scaled by ``tau/dt`` so that one input spike moves the potential as much as in
+    the plain-PyTorch network.
+    """
+
+    def __init__(self, num_inputs: int = 784, hidden: int = 256, num_outputs: int = 10, *,
+                 dt: float = 0.1, tau_mem: float = 10.0, tau_out: float = 10.0,
+                 threshold: float = 1.0, slope: float = 10.0, readout: str = "max",
+                 weight_scale: float = 2.0) -> None:
+        super().__init__()
+        import norse.torch as norse
+
+        self.fc1 = nn.Linear(num_inputs, hidden, bias=False)
+        self.fc2 = nn.Linear(hidden, num_outputs, bias=False)
+        with torch.no_grad():
+            self.fc1.weight.normal_(0.0, weight_scale / math.sqrt(num_inputs) * tau_mem / dt)
+            self.fc2.weight.normal_(0.0, 1.0 / math.sqrt(hidden) * tau_out / dt)
+        p = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(1.0 / tau_mem), v_leak=torch.tensor(0.0),
+                                   v_th=torch.tensor(threshold), v_reset=torch.tensor(0.0),
+                                   method="super", alpha=torch.tensor(float(slope)))
+        self.lif = norse.LIFBoxCell(p, dt=dt)
+        self.out = norse.LIBoxCell(norse.LIBoxParameters(tau_mem_inv=torch.tensor(1.0 / tau_out),
+                                                         v_leak=torch.tensor(0.0)), dt=dt)
+        self.readout = readout
+        self.last_rate = float("nan")
+
+    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        s1 = s2 = None
+        potentials, rate = [], 0.0
+        for x in spikes:  # time first
+            z, s1 = self.lif(self.fc1(x.float()), s1)
+            v, s2 = self.out(self.fc2(z), s2)
+            potentials.append(v)
+            rate += float(z.detach().mean())
+        self.last_rate = rate / len(spikes)
+        potential = torch.stack(potentials)
+        return potential.amax(0) if self.readout == "max" else potential.mean(0)
+
+
+# ------------------------------------------------------------------------ training helpers
+
+def build_encoder(net: str = "torch", device: str | None = None) -> LatencyEncode:
+    """The tutorial encoder, in the layout the network takes: sparse ``(B, T, N)`` for the
+    plain-PyTorch network, dense bool ``(T, B, N)`` for snnTorch and Norse."""
+    if net == "torch":
+        return LatencyEncode(output="sparse", device=device)
+    return LatencyEncode(output="dense", time_first=True, device=device)
+
+
+def build_model(net: str = "torch", **kwargs: Any) -> nn.Module:
+    """The 784 -> hidden LIF -> 10 network, from plain PyTorch or the named library."""
+    if net not in NETS:
+        raise ValueError(f"net must be one of {NETS}, got {net!r}")
+    cls = {"torch": SpikingMLP, "snntorch": SnnTorchMLP, "norse": NorseMLP}[net]
+    try:
+        return cls(**kwargs)
+    except ImportError as err:
+        raise SystemExit(f"--net {net} needs the {net} package ({err}); pip install {net}") from err
+
+
+def _bar(iterable, enabled: bool, **kwargs):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, leave=False, dynamic_ncols=True, **kwargs)
+
+
+def train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
+                scheduler: Any = None, progress: bool = False, desc: str = "train", max_batches: int | None = None
+                ) -> dict[str, float]:
+    """One pass over ``loader``'s ``(spikes, targets)``; mean loss, accuracy and images/s."""
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    start = time.perf_counter()
+    bar = _bar(loader, progress, desc=desc, total=len(loader) if max_batches is None else max_batches)
+    for i, (spikes, targets) in enumerate(bar):
+        if max_batches is not None and i >= max_batches:
+            break
+        logits = model(spikes)
+        loss = F.cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        n = targets.shape[0]
+        total_loss += float(loss.detach()) * n
+        correct += int((logits.argmax(1) == targets).sum())
+        seen += n
+        if progress:
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
+                            rate=f"{model.last_rate:.4f}")
+    seconds = time.perf_counter() - start
+    return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1),
+            "images": seen, "seconds": seconds, "images_per_s": seen / seconds}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, *, progress: bool = False, desc: str = "test") -> dict[str, float]:
+    """Mean loss and accuracy over ``loader``, and images/s."""
+    model.eval()
+    total_loss, correct, seen = 0.0, 0, 0
+    start = time.perf_counter()
+    for spikes, targets in _bar(loader, progress, desc=desc):
+        logits = model(spikes)
+        total_loss += float(F.cross_entropy(logits, targets, reduction="sum"))
+        correct += int((logits.argmax(1) == targets).sum())
+        seen += targets.shape[0]
+    seconds = time.perf_counter() - start
+    return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1),
+            "images": seen, "seconds": seconds, "images_per_s": seen / seconds}
+
+
+def make_loaders(data_root: str | Path | None, encoder: LatencyEncode, *, batch_size: int = 128,
+                 num_workers: int = 2, train_subset: int | None = None,
+                 test_subset: int | None = None, seed: int = 0):
+    """``SpikeLoader``s over MNIST train (shuffled) and test; subsets take the first images."""
+    from torch.utils.data import Subset
+
+    from spike_encode.data import SpikeLoader
+
+    train_set = mnist_dataset(data_root, train=True)
+    test_set = mnist_dataset(data_root, train=False)
+    if train_subset:
+        train_set = Subset(train_set, range(min(train_subset, len(train_set))))
+    if test_subset:
+        test_set = Subset(test_set, range(min(test_subset, len(test_set))))
+    generator = torch.Generator().manual_seed(seed)
+    common = dict(num_workers=num_workers, persistent_workers=num_workers > 0)
+    train = SpikeLoader(train_set, encoder, batch_size=batch_size, shuffle=True,
+                        generator=generator, **common)
+    test = SpikeLoader(test_set, encoder, batch_size=512, shuffle=False, **common)
+    return train, test
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "platform": platform.platform()}
+
+
+def _git_commit() -> str | None:
+    try:
+        import subprocess
+
+        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip() or None
+    except Exception:
+        return None
+
+
+# ------------------------------------------------------------------------------------- main
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-root", default=os.environ.get("SPIKE_ENCODE_DATA"),
+                   help="folder holding MNIST/raw (default: $SPIKE_ENCODE_DATA or ./data)")
+    p.add_argument("--net", choices=NETS, default="torch",
+                   help="plain PyTorch on sparse input, or snnTorch / Norse on dense (T, B, N)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--lr-decay", choices=("cosine", "none"), default="cosine",
+                   help="cosine: anneal the learning rate to 0 over all steps of the run")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--tau-mem", type=float, default=10.0, help="hidden LIF time constant (ms)")
+    p.add_argument("--tau-out", type=float, default=10.0, help="output integrator time constant (ms)")
+    p.add_argument("--threshold", type=float, default=1.0)
+    p.add_argument("--slope", type=float, default=10.0, help="fast-sigmoid surrogate steepness")
+    p.add_argument("--weight-scale", type=float, default=2.0, help="input weight init, x 1/sqrt(784)")
+    p.add_argument("--readout", choices=("max", "mean"), default="max",
+                   help="logits: max or mean of the output membrane potential over time")
+    p.add_argument("--train-subset", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--test-subset", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers (image loading)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads in the main process; 0: torch's default. The "
+                        "per-step tensors are small, so more threads mostly add synchronisation "
+                        "(and, on a busy machine, slow every operation down)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None,
+                   help="results JSON (default: examples/results/train_snn_<net>.json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    encoder = build_encoder(args.net)
+    model = build_model(args.net, hidden=args.hidden, dt=encoder.params.dt, tau_mem=args.tau_mem,
+                        tau_out=args.tau_out, threshold=args.threshold, slope=args.slope,
+                        readout=args.readout, weight_scale=args.weight_scale)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    train_loader, test_loader = make_loaders(
+        args.data_root, encoder, batch_size=args.batch_size, num_workers=args.num_workers,
+        train_subset=args.train_subset, test_subset=args.test_subset, seed=args.seed)
+    scheduler = None
+    if args.lr_decay == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(1, args.epochs * len(train_loader)))
+    print(f"encoder: {encoder}")
+    print(f"network: {args.net}, 784 -> {args.hidden} LIF -> 10 LI, readout {args.readout} "
+          f"membrane potential; {len(train_loader.dataset)} train / {len(test_loader.dataset)} "
+          f"test images; torch threads {torch.get_num_threads()}")
+    progress = not args.no_progress
+    epochs = []
+    start = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        train = train_epoch(model, train_loader, optimizer, scheduler=scheduler, progress=progress, desc=f"epoch {epoch}")
+        test = evaluate(model, test_loader, progress=progress)
+        epochs.append({"epoch": epoch, "train": train, "test": test,
+                       "elapsed_s": time.perf_counter() - start})
+        print(f"epoch {epoch}: loss {train['loss']:.4f}  train acc {100 * train['accuracy']:.2f}%  "
+              f"test acc {100 * test['accuracy']:.2f}%  train {train['images_per_s']:.0f} img/s  "
+              f"test {test['images_per_s']:.0f} img/s  ({train['seconds']:.0f}+{test['seconds']:.0f} s)",
+              flush=True)
+    wall = time.perf_counter() - start
+    result = {
+        "test_accuracy": epochs[-1]["test"]["accuracy"] if epochs else None,
+        "wall_time_s": wall,
+        "epochs": epochs,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "encoder": repr(encoder),
+        "command": "python " + " ".join([Path(sys.argv[0]).name if argv is None else "train_snn.py",
+                                         *(sys.argv[1:] if argv is None else argv)]),
+        "machine": machine_info(),
+        "git_commit": _git_commit(),
+        "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+    out = args.out or RESULTS / f"train_snn_{args.net}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"test accuracy {100 * result['test_accuracy']:.2f}% after {args.epochs} epochs, "
+          f"{wall:.0f} s in all; results in {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
