@@ -214,10 +214,13 @@ class SnnTorchMLP(nn.Module):
 class NorseMLP(nn.Module):
     """The same network from Norse cells, fed dense ``(T, B, N)`` bool spikes.
 
-    Norse integrates ``dv = dt * tau_mem_inv * (v_leak - v + i)``; with ``dt`` in Norse's
-    units set to the encoder's step this is the same leak as ``beta = 1 - dt/tau``, and the
-    input is scaled by ``tau/dt`` so that one input spike moves the potential as much as in
-    the plain-PyTorch network.
+    Norse integrates ``v += dt * tau_mem_inv * (v_leak - v + i)`` (``LIFBoxCell``: no
+    synaptic current; reset to ``v_reset``, not detached). Its ``"super"`` surrogate is
+    ``1 / (1 + |v - v_th|)**2`` whatever ``alpha`` says (Norse 1.1), so ``slope`` is
+    ignored here. With Norse's
+    ``dt`` set to the encoder's step the leak matches; the layer outputs are multiplied by
+    ``tau / dt`` so that one input spike moves the potential by its weight, as in the
+    plain-PyTorch network, with weights (and Adam's steps) of the same size.
     """
 
     def __init__(self, num_inputs: int = 784, hidden: int = 256, num_outputs: int = 10, *,
@@ -230,11 +233,12 @@ class NorseMLP(nn.Module):
         self.fc1 = nn.Linear(num_inputs, hidden, bias=False)
         self.fc2 = nn.Linear(hidden, num_outputs, bias=False)
         with torch.no_grad():
-            self.fc1.weight.normal_(0.0, weight_scale / math.sqrt(num_inputs) * tau_mem / dt)
-            self.fc2.weight.normal_(0.0, 1.0 / math.sqrt(hidden) * tau_out / dt)
+            self.fc1.weight.normal_(0.0, weight_scale / math.sqrt(num_inputs))
+            self.fc2.weight.normal_(0.0, 1.0 / math.sqrt(hidden))
+        self.gain1, self.gain2 = tau_mem / dt, tau_out / dt
         p = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(1.0 / tau_mem), v_leak=torch.tensor(0.0),
                                    v_th=torch.tensor(threshold), v_reset=torch.tensor(0.0),
-                                   method="super", alpha=torch.tensor(float(slope)))
+                                   method="super")
         self.lif = norse.LIFBoxCell(p, dt=dt)
         self.out = norse.LIBoxCell(norse.LIBoxParameters(tau_mem_inv=torch.tensor(1.0 / tau_out),
                                                          v_leak=torch.tensor(0.0)), dt=dt)
@@ -245,8 +249,8 @@ class NorseMLP(nn.Module):
         s1 = s2 = None
         potentials, rate = [], 0.0
         for x in spikes:  # time first
-            z, s1 = self.lif(self.fc1(x.float()), s1)
-            v, s2 = self.out(self.fc2(z), s2)
+            z, s1 = self.lif(self.fc1(x.float()) * self.gain1, s1)
+            v, s2 = self.out(self.fc2(z) * self.gain2, s2)
             potentials.append(v)
             rate += float(z.detach().mean())
         self.last_rate = rate / len(spikes)
