@@ -1,0 +1,105 @@
+"""``SpikeLoader``: a DataLoader whose workers load images and whose main process encodes them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .collation import _encoder_device, collate_images
+
+__all__ = ["SpikeLoader"]
+
+
+class SpikeLoader(DataLoader):
+    """A ``DataLoader`` of ``(spikes, targets)``: images loaded by workers, encoded whole.
+
+    Workers (CPU) load and decode the ``(image, target)`` items and stack them with
+    ``collate_fn`` (default :func:`~spike_encode.data.collate_images`, which keeps uint8
+    images uint8). The main process moves each image batch to the encoder's device
+    (``non_blocking`` with ``pin_memory``) and calls ``encoder`` on the whole batch, while
+    the workers already prefetch the next batches: loading overlaps encoding, and GPU work
+    never happens inside a worker. Targets move to the same device.
+
+    Args:
+        dataset: map-style or iterable dataset of ``(image, target)``; images are PIL images,
+            ndarrays or tensors, ``(H, W)`` or ``(C, H, W)``.
+        encoder: callable on a ``(B, C, H, W)`` batch, e.g. ``LatencyEncode``; its
+            ``device`` attribute (if any, and not ``None``) is where batches go.
+        batch_size, shuffle, sampler, batch_sampler, num_workers, collate_fn, pin_memory,
+        drop_last, **kwargs: as for ``torch.utils.data.DataLoader``; ``batch_size=None``
+            (no batching) is refused, since the encoder works on batches.
+
+    ``len()``, ``sampler.set_epoch()``, restarting iteration and ``persistent_workers``
+    behave as for ``DataLoader``; every iteration re-encodes, so random augmentation in the
+    dataset's transform gives new spikes each epoch.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        encoder: Callable[[torch.Tensor], Any],
+        batch_size: int | None = 1,
+        shuffle: bool | None = None,
+        sampler: Sampler | None = None,
+        batch_sampler: Sampler | None = None,
+        num_workers: int = 0,
+        collate_fn: Callable[[list[Any]], tuple[torch.Tensor, Any]] | None = None,
+        pin_memory: bool = False,
+        drop_last: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if not callable(encoder):
+            raise TypeError(f"encoder must be callable (e.g. LatencyEncode), got {type(encoder).__name__}")
+        if batch_size is None:
+            raise ValueError("batch_size=None (no batching) is not supported: SpikeLoader encodes whole batches")
+        self.encoder = encoder
+        self.device = _encoder_device(encoder)
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            batch_sampler=batch_sampler,
+            num_workers=num_workers,
+            collate_fn=collate_images if collate_fn is None else collate_fn,
+            pin_memory=pin_memory,
+            drop_last=drop_last,
+            **kwargs,
+        )
+
+    def __iter__(self) -> "_EncodingIterator":
+        return _EncodingIterator(super().__iter__(), self.encode_batch)
+
+    def encode_batch(self, batch: tuple[torch.Tensor, Any]) -> tuple[Any, Any]:
+        """Encode one ``(images, targets)`` batch from the workers on the encoder's device."""
+        images, targets = batch
+        if self.device is not None:
+            non_blocking = self.pin_memory and self.device.type != "cpu"
+            images = images.to(self.device, non_blocking=non_blocking)
+            if isinstance(targets, torch.Tensor):
+                targets = targets.to(self.device, non_blocking=non_blocking)
+        return self.encoder(images), targets
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(batch_size={self.batch_size}, num_workers={self.num_workers}, "
+                f"device={self.device}, encoder={self.encoder!r})")
+
+
+class _EncodingIterator:
+    """The DataLoader's iterator, with each batch encoded as it is taken."""
+
+    def __init__(self, batches: Iterator[Any], encode: Callable[[Any], tuple[Any, Any]]) -> None:
+        self._batches = batches
+        self._encode = encode
+
+    def __iter__(self) -> "_EncodingIterator":
+        return self
+
+    def __next__(self) -> tuple[Any, Any]:
+        return self._encode(next(self._batches))
+
+    def __len__(self) -> int:
+        return len(self._batches)

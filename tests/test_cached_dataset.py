@@ -1,0 +1,144 @@
+"""encode_dataset / SpikeDataset on real MNIST test images: an exact round trip, items as
+the encoder returns them, fast loading, and parameters that differ are refused."""
+
+from __future__ import annotations
+
+import pickle
+import time
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from spike_encode import EncoderParams, LatencyEncode
+from spike_encode.data import SpikeDataset, collate_spikes, encode_dataset
+
+from .loader_helpers import MNISTItems, SpikeIdentifier, assert_same_sparse
+
+COUNT = 2000  # the first COUNT test images: enough to be real, quick on a shared 2-core machine
+
+
+@pytest.fixture(scope="module")
+def enc() -> LatencyEncode:
+    return LatencyEncode(backend="torch")
+
+
+@pytest.fixture(scope="module")
+def mnist_items(data_root):
+    from torch.utils.data import Subset
+    from torchvision.datasets import MNIST
+
+    return Subset(MNIST(root=str(data_root), train=False, download=False), range(COUNT))  # (PIL, int) items
+
+
+@pytest.fixture(scope="module")
+def reference(mnist_test, enc) -> torch.Tensor:
+    """The images encoded directly, one batch."""
+    return enc(mnist_test[0][:COUNT])
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, mnist_items, enc):
+    path = tmp_path_factory.mktemp("cache") / "mnist-test.spikes"
+    assert encode_dataset(mnist_items, enc, path, batch_size=500, num_workers=2, progress=False) == path
+    return path
+
+
+def test_round_trip_is_exact(cache, reference, mnist_test):
+    ds = SpikeDataset(cache)
+    assert len(ds) == COUNT and ds.num_spikes == reference._nnz()
+    spikes, targets = ds.get_batch(torch.arange(COUNT))
+    assert_same_sparse(spikes, reference)
+    assert torch.equal(targets, mnist_test[1][:COUNT])
+    assert not list(cache.parent.glob("*.partial"))
+
+
+@pytest.mark.parametrize("i", [0, 1, 1234, COUNT - 1, -1])
+def test_item_is_exactly_what_the_encoder_returns_for_that_image(i, cache, enc, mnist_items):
+    image, label = mnist_items[i]
+    spikes, target = SpikeDataset(cache, enc)[i]
+    expected = enc(image)
+    assert spikes.shape == expected.shape == (enc.num_steps, 784) and spikes.is_coalesced()
+    assert_same_sparse(spikes, expected)
+    assert target == label and isinstance(target, int)
+
+
+@pytest.mark.parametrize("kwargs", [dict(output="dense", time_first=True), dict(output="times"), dict(output="events")])
+def test_items_follow_the_encoders_output_format(kwargs, cache, mnist_items):
+    other = LatencyEncode(backend="torch", **kwargs)
+    ds = SpikeDataset(cache, other)
+    image, _ = mnist_items[17]
+    got, expected = ds[17][0], other(image)
+    if kwargs["output"] == "events":
+        assert all(torch.equal(g, e) and g.dtype == e.dtype for g, e in zip(got, expected))
+    else:
+        assert got.dtype == expected.dtype and torch.equal(got, expected)
+
+
+def test_dataloader_with_workers_and_shuffle_yields_aligned_sparse_batches(cache, reference, mnist_test):
+    loader = DataLoader(SpikeDataset(cache), batch_size=250, shuffle=True, num_workers=2,
+                        collate_fn=collate_spikes, generator=torch.Generator().manual_seed(0))
+    identify = SpikeIdentifier(reference)
+    seen = []
+    for b, (spikes, targets) in enumerate(loader):
+        assert spikes.shape == (250, 200, 784)
+        which = identify(spikes)
+        assert targets.tolist() == mnist_test[1][which].tolist()
+        seen += which
+        if b == 3:
+            break
+    assert len(set(seen)) == 1000 and seen != sorted(seen)
+
+
+def test_loading_all_spikes_takes_well_under_a_second(cache):
+    start = time.perf_counter()
+    ds = SpikeDataset(cache, mmap=False)  # reads every array into memory
+    spikes, _ = ds.get_batch(range(len(ds)))
+    elapsed = time.perf_counter() - start
+    assert spikes._nnz() == ds.num_spikes
+    assert elapsed < 0.25, f"loading {COUNT} images' spikes took {elapsed:.2f} s"
+
+
+def test_file_is_compact(cache):
+    ds = SpikeDataset(cache)
+    # 1 byte per step, 2 per neuron id; 16 per sample (offset + target); a header
+    assert cache.stat().st_size <= 3 * ds.num_spikes + 16 * (len(ds) + 1) + 8192
+    assert ds.header["params"] == LatencyEncode().params.as_dict()
+
+
+@pytest.mark.parametrize("change", [dict(input_scale=70.0), dict(lif_params={"TauM": 10.0})])
+def test_opening_with_other_parameters_is_refused_naming_both_digests(change, cache, enc):
+    other = LatencyEncode(backend="torch", **change)
+    with pytest.raises(ValueError) as err:
+        SpikeDataset(cache, other)
+    message = str(err.value)
+    assert enc.params.digest() in message and other.params.digest() in message
+    name = "input_scale" if "input_scale" in change else "TauM"
+    assert name in message
+    with pytest.raises(ValueError, match=other.params.digest()):
+        SpikeDataset(cache, params=other.params.as_dict())
+    assert len(SpikeDataset(cache, params=EncoderParams())) == COUNT  # matching: accepted
+
+
+def test_dataset_pickles_small_and_reopens(cache):
+    ds = SpikeDataset(cache)
+    data = pickle.dumps(ds)
+    assert len(data) < 4096, "the arrays were copied into the pickle"
+    again = pickle.loads(data)
+    assert_same_sparse(again[123][0], ds[123][0])
+
+
+def test_other_files_and_bad_indices_are_refused(tmp_path, cache):
+    bogus = tmp_path / "x.spikes"
+    bogus.write_bytes(b"not a cache at all")
+    with pytest.raises(ValueError, match="not a spike_encode dataset file"):
+        SpikeDataset(bogus)
+    with pytest.raises(IndexError, match=f"{COUNT} is out of range"):
+        SpikeDataset(cache)[COUNT]
+
+
+def test_encode_dataset_shows_progress(tmp_path, mnist_test, enc, capsys):
+    images, labels = mnist_test
+    path = encode_dataset(MNISTItems(images[:50], labels[:50]), enc, tmp_path / "a" / "b.spikes", batch_size=20)
+    assert "50/50" in capsys.readouterr().err
+    assert_same_sparse(SpikeDataset(path).get_batch(range(50))[0], enc(images[:50]))
