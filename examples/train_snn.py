@@ -12,15 +12,15 @@ maximum potential over the window (``--readout max``, default) or its mean
 (``--readout mean``), trained with cross-entropy.
 
 Sparse input, used as such: the encoder's sparse ``(B, T, 784)`` batch holds ~125 spikes per
-image, so the input current of a step is the sum of the weight rows of the few pixels that
-fire in it: one ``torch.sparse.mm`` of the ``(T*B, 784)`` sparse raster with the weight,
-never a dense matmul over 784 zeros; the backward pass sends the gradient back to the same
-rows only.
+image (at most one per pixel), so at each step the hidden layer's input current is the sum
+of the weight rows of the few pixels that fire then: an ``index_add`` of those rows inside
+the LIF loop, never a dense matmul over 784 zeros, and no ``(T, B, H)`` current tensor.
 
-The LIF recurrence runs in a custom autograd function: forward steps through time without
-building a graph; backward is the linear reverse-time recurrence of the surrogate gradient
-(the reset is detached, as in SpyTorch and snnTorch), so a 200-step batch costs a few
-hundred small tensor operations either way.
+The hidden layer is one custom autograd function (:func:`sparse_lif`): forward steps
+through time without building a graph; backward is the linear reverse-time recurrence of
+the surrogate gradient (the reset is detached, as in SpyTorch and snnTorch) and one sparse
+product for the weight gradient, which only touches the rows of pixels that fired. A
+200-step batch costs a few hundred small tensor operations either way.
 
 With ``--net snntorch`` or ``--net norse`` (when installed) the same architecture is built
 from that library's neurons and fed the ``output="dense", time_first=True`` layout.
@@ -87,50 +87,63 @@ def _reverse_integrate(g: torch.Tensor, beta: float) -> torch.Tensor:
     return g
 
 
-class _LIFSpikes(torch.autograd.Function):
-    """LIF neurons with subtractive reset, driven by input currents ``(T, B, H)``.
+def sparse_lif(spikes: torch.Tensor, weight: torch.Tensor, beta: float, threshold: float,
+               slope: float) -> torch.Tensor:
+    """Spikes ``(T, B, H)`` of ``H`` LIF neurons driven through ``weight`` ``(N, H)`` by a
+    sparse ``(B, T, N)`` input spike batch; differentiable in ``weight``.
 
-    Forward, per step: ``u[t] = beta * v[t-1] + I[t]``, spike ``s[t] = u[t] >= thr``,
-    ``v[t] = u[t] - thr * s[t]``. Backward replaces ``ds/du`` by the fast-sigmoid surrogate
-    ``1 / (1 + slope * |u - thr|)**2`` and treats the reset as a constant, so
-    ``dL/du[t] = dL/ds[t] * surrogate(u[t]) + beta * dL/du[t+1]`` and ``dL/dI = dL/du``.
+    Per step ``t``: ``u[t] = beta * v[t-1] + I[t]``, spike ``s[t] = u[t] >= threshold``,
+    ``v[t] = u[t] - threshold * s[t]`` (subtractive reset), where the input current ``I[t]``
+    of each sample is the sum of the weight rows of the pixels that fire at ``t``: an
+    ``index_add`` of a few rows, never a dense ``(B, 784) @ (784, H)`` product of mostly zeros.
+
+    Backward replaces ``ds/du`` by the fast-sigmoid surrogate
+    ``1 / (1 + slope * |u - threshold|)**2`` and treats the reset as a constant (as SpyTorch
+    and snnTorch do), so ``dL/du[t] = dL/ds[t] * surrogate(u[t]) + beta * dL/du[t+1]``, a
+    linear recurrence run backwards in time; the weight gradient is then one sparse
+    product, ``raster^T @ dL/du``, which touches only the rows of pixels that fired.
     """
+    return _SparseLIF.apply(weight, spikes, beta, threshold, slope)
 
+
+class _SparseLIF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, current: torch.Tensor, beta: float, thr: float, slope: float) -> torch.Tensor:
-        u = torch.empty_like(current)
-        spikes = torch.empty_like(current)
-        v = torch.zeros_like(current[0])
-        for t in range(current.shape[0]):
-            ut = torch.add(current[t], v, alpha=beta, out=u[t])
-            st = torch.ge(ut, thr, out=spikes[t])  # float 0/1
-            v = torch.sub(ut, st, alpha=thr)
-        ctx.save_for_backward(u)
-        ctx.thr, ctx.beta, ctx.slope = thr, beta, slope
-        return spikes
+    def forward(ctx, weight: torch.Tensor, spikes: torch.Tensor, beta: float, threshold: float,
+                slope: float) -> torch.Tensor:
+        batch, steps, num_inputs = spikes.shape
+        sample, step, neuron = spikes._indices()
+        values = spikes._values().to(weight.dtype)
+        row = step * batch + sample                       # row of the (T*B, N) raster
+        order = torch.argsort(row)
+        row, sample, neuron, values = row[order], sample[order], neuron[order], values[order]
+        counts = torch.bincount(step, minlength=steps).tolist()
+        unit = bool((values == 1).all())
+        per_step = zip(sample.split(counts), neuron.split(counts), values.split(counts))
+
+        u = weight.new_empty(steps, batch, weight.shape[1])  # potential before reset
+        out = torch.empty_like(u)
+        v = weight.new_zeros(batch, weight.shape[1])
+        for t, (who, pixels, vals) in enumerate(per_step):
+            ut = torch.mul(v, beta, out=u[t])
+            if pixels.numel():
+                rows = weight.index_select(0, pixels)
+                ut.index_add_(0, who, rows if unit else rows * vals.unsqueeze(1))
+            st = torch.ge(ut, threshold, out=out[t])  # float 0/1
+            v = torch.sub(ut, st, alpha=threshold)
+        ctx.save_for_backward(u, row, neuron, values)
+        ctx.constants = (beta, threshold, slope, num_inputs)
+        return out
 
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor):
-        (u,) = ctx.saved_tensors
-        g = (u - ctx.thr).abs_().mul_(ctx.slope).add_(1.0).pow_(-2).mul_(grad_spikes)
-        return _reverse_integrate(g, ctx.beta), None, None, None
-
-
-def sparse_currents(spikes: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Input currents ``(T, B, H)`` of a sparse ``(B, T, N)`` spike batch through ``weight``
-    ``(N, H)``: each (step, sample) row is the sum of the weight rows of the pixels that
-    fired in it.
-
-    One ``torch.sparse.mm`` of the ``(T*B, N)`` sparse raster (rows ordered time first, as
-    the LIF loop reads them) with the weight; its backward is the sparse transpose times the
-    gradient, so only the rows of pixels that fired get a weight gradient.
-    """
-    batch, steps, num_inputs = spikes.shape
-    sample, step, neuron = spikes._indices()
-    rows = step * batch + sample
-    raster = torch.sparse_coo_tensor(torch.stack([rows, neuron]), spikes._values().to(weight.dtype),
-                                     (steps * batch, num_inputs), check_invariants=False)
-    return torch.sparse.mm(raster, weight).view(steps, batch, weight.shape[1])
+        u, row, neuron, values = ctx.saved_tensors
+        beta, threshold, slope, num_inputs = ctx.constants
+        g = (u - threshold).abs_().mul_(slope).add_(1.0).pow_(-2).mul_(grad_spikes)
+        g = _reverse_integrate(g, beta)                   # dL/du = dL/dI, (T, B, H)
+        steps, batch, width = g.shape
+        raster_t = torch.sparse_coo_tensor(torch.stack([neuron, row]), values,
+                                           (num_inputs, steps * batch), check_invariants=False)
+        return torch.sparse.mm(raster_t, g.view(steps * batch, width)), None, None, None, None
 
 
 class SpikingMLP(nn.Module):
@@ -154,19 +167,19 @@ class SpikingMLP(nn.Module):
         super().__init__()
         if readout not in ("max", "mean"):
             raise ValueError(f"readout must be 'max' or 'mean', got {readout!r}")
-        self.w1 = nn.Parameter(torch.randn(num_inputs, hidden) * (weight_scale / math.sqrt(num_inputs)))
+        scale1 = weight_scale / math.sqrt(num_inputs)
+        self.w1 = nn.Parameter(torch.randn(num_inputs, hidden) * scale1)
         self.w2 = nn.Parameter(torch.randn(hidden, num_outputs) * (1.0 / math.sqrt(hidden)))
         self.beta = math.exp(-dt / tau_mem)
         self.beta_out = math.exp(-dt / tau_out)
         self.threshold, self.slope, self.readout = threshold, slope, readout
-        self.last_rate = float("nan")
+        self.hidden_spikes = float("nan")  # mean spikes per hidden neuron and image, last batch
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 10)`` from a sparse ``(B, T, N)`` spike batch."""
-        current = sparse_currents(spikes, self.w1)                      # (T, B, H)
-        hidden = _LIFSpikes.apply(current, self.beta, self.threshold, self.slope)
-        self.last_rate = float(hidden.detach().mean())
+        hidden = sparse_lif(spikes, self.w1, self.beta, self.threshold, self.slope)  # (T, B, H)
         steps, batch, width = hidden.shape
+        self.hidden_spikes = float(hidden.detach().mean()) * steps
         out_current = (hidden.view(steps * batch, width) @ self.w2).view(steps, batch, -1)
         potential = leaky_integrate(out_current, self.beta_out)        # (T, B, 10)
         return potential.amax(0) if self.readout == "max" else potential.mean(0)
@@ -195,18 +208,18 @@ class SnnTorchMLP(nn.Module):
                              reset_mechanism="subtract")
         self.out = snn.Leaky(beta=math.exp(-dt / tau_out), reset_mechanism="none")
         self.readout = readout
-        self.last_rate = float("nan")
+        self.hidden_spikes = float("nan")  # mean spikes per hidden neuron and image, last batch
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
         mem1 = self.lif.init_leaky()
         mem2 = self.out.init_leaky()
-        potentials, rate = [], 0.0
+        potentials, count = [], 0.0
         for x in spikes:  # time first
             spk1, mem1 = self.lif(self.fc1(x.float()), mem1)
             _, mem2 = self.out(self.fc2(spk1), mem2)
             potentials.append(mem2)
-            rate += float(spk1.detach().mean())
-        self.last_rate = rate / len(spikes)
+            count = count + spk1.detach().sum(0)
+        self.hidden_spikes = float(count.mean())
         potential = torch.stack(potentials)
         return potential.amax(0) if self.readout == "max" else potential.mean(0)
 
@@ -217,10 +230,10 @@ class NorseMLP(nn.Module):
     Norse integrates ``v += dt * tau_mem_inv * (v_leak - v + i)`` (``LIFBoxCell``: no
     synaptic current; reset to ``v_reset``, not detached). Its ``"super"`` surrogate is
     ``1 / (1 + |v - v_th|)**2`` whatever ``alpha`` says (Norse 1.1), so ``slope`` is
-    ignored here. With Norse's
-    ``dt`` set to the encoder's step the leak matches; the layer outputs are multiplied by
-    ``tau / dt`` so that one input spike moves the potential by its weight, as in the
-    plain-PyTorch network, with weights (and Adam's steps) of the same size.
+    ignored here. With Norse's ``dt`` set to the encoder's step the leak matches; the layer
+    outputs are multiplied by ``tau / dt`` so that one input spike moves the potential by
+    its weight, as in the plain-PyTorch network, with weights (and Adam's steps) of the
+    same size.
     """
 
     def __init__(self, num_inputs: int = 784, hidden: int = 256, num_outputs: int = 10, *,
@@ -236,24 +249,24 @@ class NorseMLP(nn.Module):
             self.fc1.weight.normal_(0.0, weight_scale / math.sqrt(num_inputs))
             self.fc2.weight.normal_(0.0, 1.0 / math.sqrt(hidden))
         self.gain1, self.gain2 = tau_mem / dt, tau_out / dt
-        p = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(1.0 / tau_mem), v_leak=torch.tensor(0.0),
-                                   v_th=torch.tensor(threshold), v_reset=torch.tensor(0.0),
-                                   method="super")
-        self.lif = norse.LIFBoxCell(p, dt=dt)
-        self.out = norse.LIBoxCell(norse.LIBoxParameters(tau_mem_inv=torch.tensor(1.0 / tau_out),
-                                                         v_leak=torch.tensor(0.0)), dt=dt)
+        zero = torch.tensor(0.0)
+        lif = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(1.0 / tau_mem), v_leak=zero,
+                                     v_th=torch.tensor(threshold), v_reset=zero, method="super")
+        li = norse.LIBoxParameters(tau_mem_inv=torch.tensor(1.0 / tau_out), v_leak=zero)
+        self.lif = norse.LIFBoxCell(lif, dt=dt)
+        self.out = norse.LIBoxCell(li, dt=dt)
         self.readout = readout
-        self.last_rate = float("nan")
+        self.hidden_spikes = float("nan")  # mean spikes per hidden neuron and image, last batch
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
         s1 = s2 = None
-        potentials, rate = [], 0.0
+        potentials, count = [], 0.0
         for x in spikes:  # time first
             z, s1 = self.lif(self.fc1(x.float()) * self.gain1, s1)
             v, s2 = self.out(self.fc2(z) * self.gain2, s2)
             potentials.append(v)
-            rate += float(z.detach().mean())
-        self.last_rate = rate / len(spikes)
+            count = count + z.detach().sum(0)
+        self.hidden_spikes = float(count.mean())
         potential = torch.stack(potentials)
         return potential.amax(0) if self.readout == "max" else potential.mean(0)
 
@@ -288,16 +301,22 @@ def _bar(iterable, enabled: bool, **kwargs):
 
 
 def train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
-                scheduler: Any = None, progress: bool = False, desc: str = "train", max_batches: int | None = None
-                ) -> dict[str, float]:
-    """One pass over ``loader``'s ``(spikes, targets)``; mean loss, accuracy and images/s."""
+                scheduler: Any = None, progress: bool = False,
+                desc: str = "train") -> dict[str, float]:
+    """One pass over ``loader``'s ``(spikes, targets)``, one optimiser step per batch
+    (and one ``scheduler`` step, if given); mean loss, accuracy and images/s."""
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, correct, seen, waiting = 0.0, 0, 0, 0.0
     start = time.perf_counter()
-    bar = _bar(loader, progress, desc=desc, total=len(loader) if max_batches is None else max_batches)
-    for i, (spikes, targets) in enumerate(bar):
-        if max_batches is not None and i >= max_batches:
+    bar = _bar(loader, progress, desc=desc)
+    batches = iter(bar)
+    while True:
+        tick = time.perf_counter()
+        try:
+            spikes, targets = next(batches)  # SpikeLoader encodes here, in this process
+        except StopIteration:
             break
+        waiting += time.perf_counter() - tick
         logits = model(spikes)
         loss = F.cross_entropy(logits, targets)
         optimizer.zero_grad(set_to_none=True)
@@ -311,14 +330,16 @@ def train_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
         seen += n
         if progress:
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
-                            rate=f"{model.last_rate:.4f}")
+                            hidden_spikes=f"{model.hidden_spikes:.2f}")
     seconds = time.perf_counter() - start
     return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1),
-            "images": seen, "seconds": seconds, "images_per_s": seen / seconds}
+            "images": seen, "seconds": seconds, "images_per_s": seen / seconds,
+            "loader_s": waiting}
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, *, progress: bool = False, desc: str = "test") -> dict[str, float]:
+def evaluate(model: nn.Module, loader, *, progress: bool = False,
+             desc: str = "test") -> dict[str, float]:
     """Mean loss and accuracy over ``loader``, and images/s."""
     model.eval()
     total_loss, correct, seen = 0.0, 0, 0
@@ -351,11 +372,12 @@ def make_loaders(data_root: str | Path | None, encoder: LatencyEncode, *, batch_
     common = dict(num_workers=num_workers, persistent_workers=num_workers > 0)
     train = SpikeLoader(train_set, encoder, batch_size=batch_size, shuffle=True,
                         generator=generator, **common)
-    test = SpikeLoader(test_set, encoder, batch_size=512, shuffle=False, **common)
+    test = SpikeLoader(test_set, encoder, batch_size=batch_size, shuffle=False, **common)
     return train, test
 
 
 def machine_info() -> dict[str, Any]:
+    """CPU, thread count, versions and the load average (other work slows the run)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -364,15 +386,21 @@ def machine_info() -> dict[str, Any]:
         pass
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__,
-            "platform": platform.platform()}
+            "platform": platform.platform(),
+            "load_average_1_5_15min": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
 
 
-def _git_commit() -> str | None:
+def _git_state() -> dict[str, Any] | None:
+    """The checkout's commit, and whether tracked files differ from it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                              check=True, timeout=30).stdout.strip()
+
     try:
-        import subprocess
-
-        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip() or None
+        return {"commit": git("rev-parse", "HEAD"),
+                "modified": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except Exception:
         return None
 
@@ -393,14 +421,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="cosine: anneal the learning rate to 0 over all steps of the run")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--tau-mem", type=float, default=10.0, help="hidden LIF time constant (ms)")
-    p.add_argument("--tau-out", type=float, default=10.0, help="output integrator time constant (ms)")
+    p.add_argument("--tau-out", type=float, default=10.0,
+                   help="output integrator time constant (ms)")
     p.add_argument("--threshold", type=float, default=1.0)
     p.add_argument("--slope", type=float, default=10.0, help="fast-sigmoid surrogate steepness")
-    p.add_argument("--weight-scale", type=float, default=2.0, help="input weight init, x 1/sqrt(784)")
+    p.add_argument("--weight-scale", type=float, default=2.0,
+                   help="input weight init: standard deviation x sqrt(784)")
     p.add_argument("--readout", choices=("max", "mean"), default="max",
                    help="logits: max or mean of the output membrane potential over time")
-    p.add_argument("--train-subset", type=int, default=None, help="use only the first N training images")
-    p.add_argument("--test-subset", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--train-subset", type=int, default=None,
+                   help="use only the first N training images")
+    p.add_argument("--test-subset", type=int, default=None,
+                   help="use only the first N test images")
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers (image loading)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads in the main process; 0: torch's default. The "
@@ -414,6 +446,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    began = time.perf_counter()
+    machine_at_start = machine_info()
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -438,32 +472,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     epochs = []
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
-        train = train_epoch(model, train_loader, optimizer, scheduler=scheduler, progress=progress, desc=f"epoch {epoch}")
+        train = train_epoch(model, train_loader, optimizer, scheduler=scheduler,
+                            progress=progress, desc=f"epoch {epoch}")
         test = evaluate(model, test_loader, progress=progress)
         epochs.append({"epoch": epoch, "train": train, "test": test,
                        "elapsed_s": time.perf_counter() - start})
-        print(f"epoch {epoch}: loss {train['loss']:.4f}  train acc {100 * train['accuracy']:.2f}%  "
-              f"test acc {100 * test['accuracy']:.2f}%  train {train['images_per_s']:.0f} img/s  "
-              f"test {test['images_per_s']:.0f} img/s  ({train['seconds']:.0f}+{test['seconds']:.0f} s)",
-              flush=True)
-    wall = time.perf_counter() - start
+        print(f"epoch {epoch}: loss {train['loss']:.4f} (test {test['loss']:.4f})  "
+              f"train acc {100 * train['accuracy']:.2f}%  test acc {100 * test['accuracy']:.2f}%  "
+              f"train {train['images_per_s']:.0f} img/s  test {test['images_per_s']:.0f} img/s  "
+              f"({train['seconds']:.0f} + {test['seconds']:.0f} s)", flush=True)
+    training = time.perf_counter() - start
+    wall = time.perf_counter() - began
+    script = sys.argv[0] if argv is None else "examples/train_snn.py"
     result = {
         "test_accuracy": epochs[-1]["test"]["accuracy"] if epochs else None,
+        "test_accuracy_per_epoch": [e["test"]["accuracy"] for e in epochs],
+        "training_time_s": training,
         "wall_time_s": wall,
         "epochs": epochs,
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "encoder": repr(encoder),
-        "command": "python " + " ".join([Path(sys.argv[0]).name if argv is None else "train_snn.py",
-                                         *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(["python", script, *(sys.argv[1:] if argv is None else argv)]),
         "machine": machine_info(),
-        "git_commit": _git_commit(),
+        "load_average_at_start": machine_at_start["load_average_1_5_15min"],
+        "git": _git_state(),
         "finished": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     out = args.out or RESULTS / f"train_snn_{args.net}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"test accuracy {100 * result['test_accuracy']:.2f}% after {args.epochs} epochs, "
-          f"{wall:.0f} s in all; results in {out}")
+    print(f"test accuracy {100 * result['test_accuracy']:.2f}% after {args.epochs} epochs; "
+          f"{training:.0f} s training and testing, {wall:.0f} s in all; results in {out}")
     return result
 
 
