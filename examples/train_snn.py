@@ -129,7 +129,7 @@ class _SparseLIF(torch.autograd.Function):
                 rows = weight.index_select(0, pixels)
                 ut.index_add_(0, who, rows if unit else rows * vals.unsqueeze(1))
             st = torch.ge(ut, threshold, out=out[t])  # float 0/1
-            v = torch.sub(ut, st, alpha=threshold)
+            torch.sub(ut, st, alpha=threshold, out=v)
         ctx.save_for_backward(u, row, neuron, values)
         ctx.constants = (beta, threshold, slope, num_inputs)
         return out
