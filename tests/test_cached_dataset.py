@@ -90,6 +90,37 @@ def test_dataloader_with_workers_and_shuffle_yields_aligned_sparse_batches(cache
     assert len(set(seen)) == 1000 and seen != sorted(seen)
 
 
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_batched_loader_shuffles_and_keeps_targets_aligned(drop_last, cache, reference, mnist_test):
+    ds = SpikeDataset(cache)
+    loader = ds.loader(batch_size=300, shuffle=True, drop_last=drop_last, generator=torch.Generator().manual_seed(1))
+    assert len(loader) == (COUNT // 300 if drop_last else -(-COUNT // 300))
+    identify = SpikeIdentifier(reference)
+    seen = []
+    for spikes, targets in loader:
+        assert spikes.is_sparse and spikes.is_coalesced() and spikes.shape[1:] == (200, 784)
+        which = identify(spikes)
+        assert targets.tolist() == mnist_test[1][which].tolist()
+        seen += which
+    assert len(set(seen)) == len(seen) == ((COUNT // 300) * 300 if drop_last else COUNT)
+    assert seen != sorted(seen)
+
+
+def test_batched_loader_follows_a_distributed_sampler(cache, reference):
+    from torch.utils.data.distributed import DistributedSampler
+
+    ds = SpikeDataset(cache)
+    identify = SpikeIdentifier(reference)
+    shards = []
+    for rank in (0, 1):
+        sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=5)
+        shards.append([i for spikes, _ in ds.loader(batch_size=256, sampler=sampler) for i in identify(spikes)])
+        assert shards[-1] == list(sampler)
+    assert sorted(shards[0] + shards[1]) == list(range(COUNT))
+    with pytest.raises(ValueError, match="not both"):
+        ds.loader(sampler=sampler, shuffle=True)
+
+
 def test_loading_all_spikes_takes_well_under_a_second(cache):
     start = time.perf_counter()
     ds = SpikeDataset(cache, mmap=False)  # reads every array into memory

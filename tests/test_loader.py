@@ -42,7 +42,7 @@ class RecordingEncoder:
         self.enc, self.device, self.calls = enc, enc.device, []
 
     def __call__(self, images):
-        self.calls.append((images.dtype, tuple(images.shape), images.device, os.getpid()))
+        self.calls.append((images.dtype, tuple(images.shape), images.device, os.getpid(), torch.get_num_threads()))
         return self.enc(images)
 
 
@@ -134,12 +134,35 @@ def test_set_epoch_of_a_distributed_sampler_reshuffles_the_shard(subset, enc, id
     assert orders[0] != orders[1]
 
 
+@pytest.mark.parametrize("setting, workers", [(1, 2), ("auto", 2), ("auto", 0), (None, 2)])
+def test_cpu_encoding_leaves_the_cores_to_the_workers(setting, workers, subset, enc, monkeypatch):
+    images, labels = subset
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(3)), raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        recorder = RecordingEncoder(enc)
+        loader = SpikeLoader(MNISTItems(images[:40], labels[:40]), recorder, batch_size=20, num_workers=workers,
+                             encode_threads=setting)
+        spikes = torch.cat([s for s, _ in loader])
+        used = {c[4] for c in recorder.calls}
+        # 3 cores, 2 of them loading: "auto" encodes with 1 thread; without workers it keeps 4
+        expected = {(1, 2): 1, ("auto", 2): 1, ("auto", 0): 4, (None, 2): 4}[(setting, workers)]
+        assert used == {expected}
+        assert torch.get_num_threads() == 4, "torch's thread setting was not restored"
+        assert_same_sparse(spikes, enc(images[:40]))
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_bad_arguments_are_refused(subset, enc):
     ds = MNISTItems(*subset)
     with pytest.raises(ValueError, match="batch_size=None"):
         SpikeLoader(ds, enc, batch_size=None)
     with pytest.raises(TypeError, match="encoder must be callable"):
         SpikeLoader(ds, "torch")
+    with pytest.raises(ValueError, match="encode_threads must be"):
+        SpikeLoader(ds, enc, encode_threads=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to PyTorch")

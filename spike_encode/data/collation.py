@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
@@ -214,8 +215,8 @@ def collate_spikes(batch: Sequence[tuple[Any, Any]]) -> tuple[torch.Tensor, Any]
 
 def _batch_events(compact: Sequence[CompactSpikes]) -> SpikeEvents:
     """Concatenate same-shape images' spikes; sorted (sample, step, neuron) as each item is."""
-    counts = torch.tensor([len(c.step) for c in compact], dtype=torch.int64)
-    sample = torch.repeat_interleave(torch.arange(len(compact)), counts)
+    counts = [len(c.step) for c in compact]
+    sample = torch.from_numpy(np.repeat(np.arange(len(compact), dtype=np.int64), counts))  # numpy's is faster
     step = torch.cat([c.step for c in compact]).to(torch.int64)
     neuron = torch.cat([c.neuron for c in compact]).to(torch.int64)
     return SpikeEvents(sample, step, neuron, len(compact), compact[0].num_steps, compact[0].num_neurons)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,6 +24,14 @@ class SpikeLoader(DataLoader):
     the workers already prefetch the next batches: loading overlaps encoding, and GPU work
     never happens inside a worker. Targets move to the same device.
 
+    On the CPU, the encoding shares the cores with the workers; PyTorch's intra-op threads
+    then fight the workers for them (on a 2-core machine with 2 workers, an MNIST epoch took
+    several times longer with torch's default 2 threads than with 1; see
+    ``benchmarks/bench_loader.py``). ``encode_threads="auto"`` (the
+    default) therefore encodes with at most ``cpu_count - num_workers`` threads (at least 1)
+    when the encoder computes on the CPU and ``num_workers > 0``, and restores torch's
+    setting after each batch.
+
     Args:
         dataset: map-style or iterable dataset of ``(image, target)``; images are PIL images,
             ndarrays or tensors, ``(H, W)`` or ``(C, H, W)``.
@@ -31,6 +40,8 @@ class SpikeLoader(DataLoader):
         batch_size, shuffle, sampler, batch_sampler, num_workers, collate_fn, pin_memory,
         drop_last, **kwargs: as for ``torch.utils.data.DataLoader``; ``batch_size=None``
             (no batching) is refused, since the encoder works on batches.
+        encode_threads: torch intra-op threads while a batch is encoded: ``"auto"`` (see
+            above), a positive int, or ``None`` to leave torch's setting alone.
 
     ``len()``, ``sampler.set_epoch()``, restarting iteration and ``persistent_workers``
     behave as for ``DataLoader``; every iteration re-encodes, so random augmentation in the
@@ -49,14 +60,20 @@ class SpikeLoader(DataLoader):
         collate_fn: Callable[[list[Any]], tuple[torch.Tensor, Any]] | None = None,
         pin_memory: bool = False,
         drop_last: bool = False,
+        *,
+        encode_threads: int | str | None = "auto",
         **kwargs: Any,
     ) -> None:
         if not callable(encoder):
             raise TypeError(f"encoder must be callable (e.g. LatencyEncode), got {type(encoder).__name__}")
         if batch_size is None:
             raise ValueError("batch_size=None (no batching) is not supported: SpikeLoader encodes whole batches")
+        if not (encode_threads is None or encode_threads == "auto"
+                or (isinstance(encode_threads, int) and not isinstance(encode_threads, bool) and encode_threads >= 1)):
+            raise ValueError(f"encode_threads must be 'auto', None or an int >= 1, got {encode_threads!r}")
         self.encoder = encoder
         self.device = _encoder_device(encoder)
+        self.encode_threads = encode_threads
         super().__init__(
             dataset,
             batch_size=batch_size,
@@ -81,7 +98,24 @@ class SpikeLoader(DataLoader):
             images = images.to(self.device, non_blocking=non_blocking)
             if isinstance(targets, torch.Tensor):
                 targets = targets.to(self.device, non_blocking=non_blocking)
-        return self.encoder(images), targets
+        threads, previous = self._threads_for_encoding(), torch.get_num_threads()
+        if threads is None or threads == previous:
+            return self.encoder(images), targets
+        torch.set_num_threads(threads)
+        try:
+            return self.encoder(images), targets
+        finally:
+            torch.set_num_threads(previous)
+
+    def _threads_for_encoding(self) -> int | None:
+        """Intra-op threads for this batch's encoding; ``None``: leave torch's setting."""
+        if self.encode_threads != "auto":
+            return self.encode_threads
+        on_cpu = self.device is None or self.device.type == "cpu"
+        if not on_cpu or self.num_workers == 0:
+            return None
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return min(torch.get_num_threads(), max(1, cores - self.num_workers))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(batch_size={self.batch_size}, num_workers={self.num_workers}, "
