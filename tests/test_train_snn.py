@@ -17,6 +17,16 @@ import torch.nn.functional as F
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_snn.py"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """As the script does by default: its per-step tensors are small, and extra intra-op
+    threads on a busy machine make every operation many times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def train_snn():
     spec = importlib.util.spec_from_file_location("train_snn", SCRIPT)
