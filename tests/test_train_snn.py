@@ -1,0 +1,185 @@
+"""examples/train_snn.py: the network's pieces, a few optimisation steps, the script end to end.
+
+No full training run here: a few steps on 256 real MNIST images, a one-epoch run of the
+script on a small subset, and exact checks of the hand-written forward/backward passes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_snn.py"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """As the script does by default: its per-step tensors are small, and extra intra-op
+    threads on a busy machine make every operation many times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def train_snn():
+    spec = importlib.util.spec_from_file_location("train_snn", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def small_batches(train_snn, data_root):
+    """256 training images through SpikeLoader, as two (sparse spikes, targets) batches."""
+    from torch.utils.data import Subset
+
+    from spike_encode.data import SpikeLoader
+    from spike_encode.mnist import mnist_dataset
+
+    subset = Subset(mnist_dataset(data_root, train=True), range(256))
+    loader = SpikeLoader(subset, train_snn.build_encoder("torch"), batch_size=128, shuffle=False)
+    return list(loader)
+
+
+class _Spike(torch.autograd.Function):
+    """Reference: Heaviside forward, fast-sigmoid surrogate backward, through plain autograd."""
+
+    @staticmethod
+    def forward(ctx, x, slope):
+        ctx.save_for_backward(x)
+        ctx.slope = slope
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (1 + ctx.slope * x.abs()) ** 2, None
+
+
+def _reference_lif(current, beta, thr, slope):
+    v = torch.zeros_like(current[0])
+    out = []
+    for t in range(current.shape[0]):
+        u = beta * v + current[t]
+        s = _Spike.apply(u - thr, slope)
+        v = u - thr * s.detach()
+        out.append(s)
+    return torch.stack(out)
+
+
+def _reference_layer(spikes, weight, beta, thr, slope):
+    """Dense input currents and the LIF loop in plain autograd."""
+    current = torch.einsum("btn,nh->tbh", spikes.to_dense().to(weight.dtype), weight)
+    return _reference_lif(current, beta, thr, slope)
+
+
+def _check_against_reference(train_snn, spikes, weight, beta=0.99, thr=1.0, slope=10.0):
+    ours = train_snn.sparse_lif(spikes, weight, beta, thr, slope)
+    ref = _reference_layer(spikes, weight, beta, thr, slope)
+    assert torch.equal(ours.detach(), ref.detach())
+    upstream = torch.randn(ref.shape, dtype=weight.dtype, generator=torch.Generator().manual_seed(1))
+    g_ours, = torch.autograd.grad((ours * upstream).sum(), weight)
+    g_ref, = torch.autograd.grad((ref * upstream).sum(), weight)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-9, atol=1e-12)
+    return ours
+
+
+def test_sparse_lif_matches_dense_autograd_reference(train_snn):
+    """Random input (at most one spike per input neuron, as the encoder gives), float64."""
+    gen = torch.Generator().manual_seed(0)
+    batch, steps, inputs, hidden = 5, 60, 40, 7
+    first = torch.randint(-steps, steps, (batch, inputs), generator=gen)  # < 0: silent
+    sample, neuron = (first >= 0).nonzero(as_tuple=True)
+    indices = torch.stack([sample, first[sample, neuron], neuron])
+    spikes = torch.sparse_coo_tensor(indices, torch.ones(indices.shape[1]), (batch, steps, inputs),
+                                     check_invariants=True).coalesce()
+    weight = (torch.randn(inputs, hidden, dtype=torch.float64, generator=gen) * 0.6 + 0.1)
+    out = _check_against_reference(train_snn, spikes, weight.requires_grad_(), beta=0.95)
+    assert 0.01 < float(out.detach().mean()) < 0.5  # spikes and resets are exercised
+
+
+def test_sparse_lif_on_mnist_batch(train_snn, small_batches):
+    spikes, _ = small_batches[0]
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(784, 32, dtype=torch.float64, generator=gen) * 0.2
+    out = _check_against_reference(train_snn, spikes, weight.requires_grad_())
+    assert float(out.detach().sum()) > 0
+
+
+def test_leaky_integrate_gradcheck(train_snn):
+    x = torch.randn(25, 3, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: train_snn.leaky_integrate(x, 0.8), (x,))
+    v = train_snn.leaky_integrate(x.detach(), 0.8)
+    torch.testing.assert_close(v[1], 0.8 * x[0].detach() + x[1].detach())
+
+
+def test_few_steps_loss_falls_and_first_layer_gets_gradients(train_snn, small_batches):
+    torch.manual_seed(0)
+    model = train_snn.build_model("torch", hidden=128)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+
+    def full_loss():
+        with torch.no_grad():
+            return sum(float(F.cross_entropy(model(s), y, reduction="sum"))
+                       for s, y in small_batches) / 256
+
+    before = full_loss()
+    # first step: gradients reach the input weights, only the rows of pixels that fired
+    spikes, targets = small_batches[0]
+    F.cross_entropy(model(spikes), targets).backward()
+    grad = model.w1.grad
+    assert grad is not None and bool(torch.isfinite(grad).all())
+    fired = torch.zeros(784, dtype=torch.bool)
+    fired[spikes.coalesce().indices()[2]] = True
+    row_norm = grad.abs().sum(1)
+    assert bool((row_norm[~fired] == 0).all())
+    assert float((row_norm[fired] > 0).float().mean()) > 0.9
+    optimizer.zero_grad()
+
+    stats = train_snn.train_epoch(model, small_batches * 4, optimizer)  # 8 steps
+    after = full_loss()
+    assert stats["images"] == 1024
+    assert after < 0.7 * before, (before, after)
+    for p in model.parameters():
+        assert bool(torch.isfinite(p).all())
+
+
+def test_script_end_to_end_on_a_subset(train_snn, data_root, tmp_path):
+    out = tmp_path / "result.json"
+    result = train_snn.main(["--data-root", str(data_root), "--train-subset", "512",
+                             "--test-subset", "256", "--epochs", "1", "--hidden", "64",
+                             "--num-workers", "0", "--threads", "0", "--no-progress",
+                             "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["test_accuracy"] == result["test_accuracy"]
+    assert 0.0 <= saved["test_accuracy"] <= 1.0
+    epoch = saved["epochs"][0]
+    assert epoch["train"]["images"] == 512 and epoch["test"]["images"] == 256
+    assert epoch["train"]["images_per_s"] > 0
+    assert saved["settings"]["hidden"] == 64 and saved["settings"]["net"] == "torch"
+    assert "cpu" in saved["machine"]
+
+
+@pytest.mark.parametrize("net", ["snntorch", "norse"])
+def test_library_variant_takes_dense_time_first(train_snn, small_batches, net):
+    pytest.importorskip(net)
+    from spike_encode import to_dense
+
+    torch.manual_seed(0)
+    model = train_snn.build_model(net, hidden=64)
+    encoder = train_snn.build_encoder(net)
+    assert encoder.output == "dense" and encoder.time_first
+    spikes, targets = small_batches[0]
+    dense = to_dense(spikes, time_first=True)[:, :32]
+    logits = model(dense)
+    assert logits.shape == (32, 10)
+    F.cross_entropy(logits, targets[:32]).backward()
+    grad = model.fc1.weight.grad
+    assert grad is not None and bool(torch.isfinite(grad).all()) and float(grad.abs().sum()) > 0
