@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -134,7 +135,7 @@ class EncoderParams:
         """Steps in the presentation window, ``round(present_time_ms / dt)`` as in the tutorial."""
         return int(round(self.present_time_ms / self.dt))
 
-    @property
+    @cached_property
     def refractory_steps(self) -> int:
         """Steps a neuron stays frozen after a spike, capped at ``num_steps + 1``.
 

@@ -88,3 +88,13 @@ def test_parameters_outside_the_closed_form_fall_back_to_stepping(lif, mnist_tes
     params = EncoderParams(lif=lif)
     currents = normalised_currents(mnist_test[0][:8].reshape(8, -1), params.input_scale)
     assert_same_spikes(currents, params)
+
+
+def test_neurons_without_input_fire_when_ioffset_drives_them(mnist_test):
+    # Ioffset * Rmembrane = 30 mV drives every neuron, zero pixels included, to threshold in 81 steps
+    params = EncoderParams(lif=LIFParams(Ioffset=0.3, TauRefrac=3.0))
+    currents = normalised_currents(mnist_test[0][:6].reshape(6, -1), params.input_scale)
+    fast = assert_same_spikes(currents, params)
+    silent_pixels = (currents == 0).nonzero()
+    fired = set(zip(fast.sample.tolist(), fast.neuron.tolist()))
+    assert all((int(s), int(n)) in fired for s, n in silent_pixels[:50])

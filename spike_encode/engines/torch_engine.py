@@ -56,6 +56,8 @@ def _replay(alpha: torch.Tensor, c: LIFConstants, num_steps: int) -> torch.Tenso
     On CPU the steps run on NumPy float32 arrays (the same IEEE operations with a fraction
     of torch's per-call overhead on these small arrays).
     """
+    if alpha.numel() == 0:
+        return torch.full(alpha.shape, num_steps + 1, dtype=torch.int64, device=alpha.device)
     on_cpu = alpha.device.type == "cpu"
     a, consts = (alpha.numpy(), c.numpy()) if on_cpu else (alpha, c)
     v = a.copy() if on_cpu else a.clone()
@@ -64,8 +66,6 @@ def _replay(alpha: torch.Tensor, c: LIFConstants, num_steps: int) -> torch.Tenso
     for n in range(num_steps):
         v = lif_step(v, a, consts)
         hits[n] = v >= consts.v_thresh
-    if not hits or a.shape[0] == 0:
-        return torch.full(alpha.shape, num_steps + 1, dtype=torch.int64, device=alpha.device)
     hit = torch.from_numpy(np.stack(hits)) if on_cpu else torch.stack(hits)
     crossed = hit.any(dim=0)
     first = hit.to(torch.uint8).argmax(dim=0) + 1
@@ -94,16 +94,19 @@ def first_crossings(alpha: torch.Tensor, params: EncoderParams, c: LIFConstants)
     a = alpha[idx].double()
     amp = a - v0
     k = _error_scale(a, v0, e)
-    # exact V_n = a - amp * e**n; the float32 V_n lies between these two trajectories
-    lo_a, lo_amp, hi_a, hi_amp = a - k, amp - k, a + k, amp + k
-
-    reach = a > vt
-    n_est = torch.ceil(torch.log(((a - vt) / amp).clamp(min=1e-300)) / ln_e).clamp(1, T + 1)
+    # The exact V_n = a - amp * e**n; the float32 V_n lies between the trajectories
+    # lo_n = a - k - (amp - k) * e**n and hi_n = a + k - (amp + k) * e**n. In terms of
+    # gap = a - Vthresh: lo_n >= Vthresh  <=>  gap - k >= (amp - k) * e**n, and
+    # hi_n < Vthresh  <=>  (amp + k) * e**n > gap + k.
+    gap = a - vt
+    lo_amp, hi_amp, gap_lo, gap_hi = amp - k, amp + k, gap - k, gap + k
+    # closed-form crossing step; NaN where a <= Vthresh, which fails every test below
+    n_est = torch.ceil(torch.log(gap / amp) * (1.0 / ln_e))
     e_n = torch.exp(n_est * ln_e)
-    sure = reach & (n_est <= T) & (lo_a - lo_amp * e_n >= vt)
-    sure &= (n_est <= 1) | (hi_a - hi_amp * (e_n / e) < vt)
-    silent = hi_a - hi_amp * e_T < vt
-    replay = idx[~sure & ~silent]
+    # crossed by step n_est for sure, and not yet at n_est - 1 (hi_0 = Vreset < Vthresh)
+    sure = (n_est <= T) & (gap_lo >= lo_amp * e_n) & (hi_amp * (e_n * (1.0 / e)) > gap_hi)
+    silent = hi_amp * e_T > gap_hi  # below threshold through the whole window, for sure
+    replay = idx[~(sure | silent)]
 
     # Neurons relaxing downwards (alpha <= Vreset) stay at or below Vreset in exact
     # arithmetic; only rounding could lift them, by less than this bound.
@@ -129,7 +132,16 @@ def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents
     batch, neurons = currents.shape
     T = params.num_steps
     c = LIFConstants.build(params, currents.device)
-    fired, n1 = first_crossings(lif_alpha(currents, c).reshape(-1), params, c)
+    flat = currents.reshape(-1)
+    # Neurons without input current (most pixels of a digit) share one trajectory: settle it
+    # once, and run the per-neuron analysis on the others only.
+    driven = flat.nonzero(as_tuple=True)[0]
+    fired, n1 = first_crossings(lif_alpha(flat[driven], c), params, c)
+    fired = driven[fired]
+    _, n0 = first_crossings(lif_alpha(flat.new_zeros(1), c), params, c)
+    if n0.numel():  # undriven neurons fire too (a large Ioffset)
+        undriven = (flat == 0).nonzero(as_tuple=True)[0]
+        fired, n1 = torch.cat([fired, undriven]), torch.cat([n1, n0.expand(undriven.numel())])
     k1 = n1 - 1
     period = n1 + params.refractory_steps
     count = 1 + torch.div(T - 1 - k1, period, rounding_mode="floor")
