@@ -165,7 +165,7 @@ def main() -> None:
     result = {
         "script": "benchmarks/bench_loader.py",
         "machine": machine(),
-        "note": "shared 2-core machine: other jobs ran at the same time, so timings are noisy",
+        "note": "timings on a small shared machine vary between runs; the load averages at start and end are recorded",
         "load_average_start_end": [load_start, os.getloadavg()],
         "images": count,
         "batch_size": args.batch_size,
