@@ -20,6 +20,7 @@ __all__ = [
     "OUTPUT_FORMATS",
     "events_to_output",
     "sparse_to_events",
+    "spike_events_to_sparse",
     "to_dense",
     "to_sparse",
     "to_times",
@@ -45,7 +46,8 @@ def sparse_to_events(spikes: torch.Tensor) -> SpikeEvents:
     return SpikeEvents(idx[0], idx[1], idx[2], *shape)
 
 
-def _events_to_sparse(ev: SpikeEvents, batched: bool = True) -> torch.Tensor:
+def spike_events_to_sparse(ev: SpikeEvents, batched: bool = True) -> torch.Tensor:
+    """Engine output as the sparse format; ``batched=False`` for one image's ``(T, N)``."""
     if batched:
         indices, shape = torch.stack([ev.sample, ev.step, ev.neuron]), ev.shape
     else:
@@ -123,7 +125,7 @@ def times_to_sparse(times: torch.Tensor, num_steps: int) -> torch.Tensor:
     sample, neuron = (times2 >= 0).nonzero(as_tuple=True)
     ev = SpikeEvents.from_unsorted(sample, times2[sample, neuron].long(), neuron,
                                    times2.shape[0], num_steps, times2.shape[1])
-    return _events_to_sparse(ev, batched=not single)
+    return spike_events_to_sparse(ev, batched=not single)
 
 
 def _events_to_list(ev: SpikeEvents, dt: float) -> EventList:
@@ -147,7 +149,7 @@ def events_to_sparse(events: EventList, dt: float, num_steps: int, num_neurons: 
     ids = [torch.as_tensor(i).long() for _, i in events]
     sample = torch.cat([torch.full_like(s, b) for b, s in enumerate(steps)])
     ev = SpikeEvents.from_unsorted(sample, torch.cat(steps), torch.cat(ids), len(events), num_steps, num_neurons)
-    return _events_to_sparse(ev)
+    return spike_events_to_sparse(ev)
 
 
 def events_to_output(ev: SpikeEvents, output: str, dt: float, time_first: bool = False,
@@ -163,4 +165,4 @@ def events_to_output(ev: SpikeEvents, output: str, dt: float, time_first: bool =
     if output == "dense":
         dense = _events_to_dense(ev, time_first)
         return dense if batched else dense[:, 0] if time_first else dense[0]
-    return _events_to_sparse(ev, batched)
+    return spike_events_to_sparse(ev, batched)

@@ -7,13 +7,14 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["as_pixel_batch", "normalised_currents"]
+__all__ = ["as_pixel_batch", "normalised_currents", "to_tensor"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
-def _to_tensor(images: Any) -> torch.Tensor:
+def to_tensor(images: Any) -> torch.Tensor:
+    """A tensor view of a tensor, ndarray or PIL image (PIL: ``(C, H, W)`` or ``(H, W)``)."""
     if isinstance(images, torch.Tensor):
         return images
     if isinstance(images, np.ndarray):
@@ -45,7 +46,7 @@ def as_pixel_batch(images: Any) -> tuple[torch.Tensor, bool]:
         TypeError: for an unsupported type or dtype (bool, complex).
         ValueError: for a wrong rank or an empty batch.
     """
-    tensor = _to_tensor(images)
+    tensor = to_tensor(images)
     if tensor.dtype not in _FLOAT_DTYPES + _INT_DTYPES:
         raise TypeError(
             f"images must hold uint8, integer or floating-point pixels, got dtype {tensor.dtype}"

@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import default_collate, get_worker_info
 
 from ..engines.events import SpikeEvents
-from ..formats import _events_to_sparse
-from ..inputs import _to_tensor
+from ..formats import spike_events_to_sparse
+from ..inputs import to_tensor
 
 __all__ = ["CompactSpikes", "EncodeCollate", "ToCompact", "collate_images", "collate_spikes"]
 
@@ -43,7 +43,7 @@ def _split_items(batch: Sequence[Any]) -> tuple[list[Any], list[Any]]:
 
 
 def _image_tensor(image: Any, index: int) -> torch.Tensor:
-    tensor = _to_tensor(image)  # PIL: (H, W) or (C, H, W); dtype kept
+    tensor = to_tensor(image)  # PIL: (H, W) or (C, H, W); dtype kept
     if tensor.ndim == 2:
         tensor = tensor.unsqueeze(0)
     if tensor.ndim != 3:
@@ -158,7 +158,7 @@ class CompactSpikes(NamedTuple):
 
     def to_sparse(self) -> torch.Tensor:
         """The ``(T, N)`` sparse raster again, exactly as ``LatencyEncode`` returned it."""
-        return _events_to_sparse(_batch_events([self]), batched=False)
+        return spike_events_to_sparse(_batch_events([self]), batched=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -212,7 +212,7 @@ def collate_spikes(batch: Sequence[tuple[Any, Any]]) -> tuple[torch.Tensor, Any]
                 f"spikes of one batch must share (T, N): item 0 is {compact[0].shape}, item {i} is {item.shape}"
             )
         compact.append(item)
-    return _events_to_sparse(_batch_events(compact)), default_collate(targets)
+    return spike_events_to_sparse(_batch_events(compact)), default_collate(targets)
 
 
 def _batch_events(compact: Sequence[CompactSpikes]) -> SpikeEvents:
