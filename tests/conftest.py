@@ -44,6 +44,14 @@ def mnist_test(data_root) -> tuple[torch.Tensor, torch.Tensor]:
     return load_mnist(data_root, train=False)
 
 
+@pytest.fixture(scope="session")
+def enc():
+    """The tutorial's encoder on the exact torch engine."""
+    from spike_encode import LatencyEncode
+
+    return LatencyEncode(backend="torch")
+
+
 class Golden:
     """One golden file: its parameters and its spikes as sorted linear keys."""
 

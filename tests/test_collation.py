@@ -14,11 +14,6 @@ from .loader_helpers import MNISTItems, assert_same_sparse
 
 
 @pytest.fixture(scope="module")
-def enc() -> LatencyEncode:
-    return LatencyEncode(backend="torch")
-
-
-@pytest.fixture(scope="module")
 def subset(mnist_test):
     images, labels = mnist_test
     return images[:200], labels[:200]

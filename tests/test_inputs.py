@@ -12,11 +12,6 @@ from spike_encode.inputs import normalised_currents
 
 
 @pytest.fixture(scope="module")
-def enc():
-    return LatencyEncode(backend="torch")
-
-
-@pytest.fixture(scope="module")
 def digits(mnist_test):
     return mnist_test[0][:3]  # (3, 1, 28, 28) uint8
 

@@ -20,11 +20,6 @@ COUNT = 600
 
 
 @pytest.fixture(scope="module")
-def enc() -> LatencyEncode:
-    return LatencyEncode(backend="torch")
-
-
-@pytest.fixture(scope="module")
 def subset(mnist_test):
     images, labels = mnist_test
     return images[:COUNT], labels[:COUNT]
