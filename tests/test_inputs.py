@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 
-from spike_encode import LatencyEncode
 from spike_encode.inputs import normalised_currents
 
 
