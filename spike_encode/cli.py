@@ -147,7 +147,16 @@ def _info(args: argparse.Namespace) -> None:
     devices = "cpu" + (", cuda" if torch.cuda.is_available() else "")
     print(f"  torch  available (devices: {devices})")
     genn, why = _genn_version()
-    print(f"  genn   {'PyGeNN ' + genn if genn else 'not available (import pygenn failed: ' + why + ')'}")
+    if genn:
+        from .backends import genn_can_run
+        from .engines.genn_engine import genn_backends
+
+        usable = [d for d in ("cpu", "cuda")
+                  if genn_can_run(torch.device(d)) and (d == "cpu" or torch.cuda.is_available())]
+        print(f"  genn   PyGeNN {genn}, GeNN backends: {', '.join(genn_backends()) or 'none'} "
+              f"(backend='auto' uses GeNN on: {', '.join(usable) or 'no device'})")
+    else:
+        print(f"  genn   not available (import pygenn failed: {why})")
     if torch.cuda.is_available():
         names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
         print(f"CUDA: available, {torch.cuda.device_count()} device(s): {names} (CUDA {torch.version.cuda})")
