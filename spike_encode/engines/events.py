@@ -48,10 +48,14 @@ class SpikeEvents:
         num_neurons: int,
     ) -> "SpikeEvents":
         """Sort spikes given in any order into (sample, step, neuron) order."""
-        key = _sorted((sample * num_steps + step) * num_neurons + neuron)
-        neuron = key % num_neurons
-        rest = key // num_neurons
-        return cls(rest // num_steps, rest % num_steps, neuron, batch_size, num_steps, num_neurons)
+        # one sort of packed keys (bit fields: shifts and masks are far cheaper than int64
+        # division; 63 bits hold any batch this package can hold in memory)
+        n_bits, t_bits = (num_neurons - 1).bit_length(), (num_steps - 1).bit_length()
+        if n_bits + t_bits + batch_size.bit_length() > 63:
+            raise ValueError(f"a batch of {batch_size} x {num_steps} steps x {num_neurons} neurons is too large to index")
+        key = _sorted((sample << (t_bits + n_bits)) | (step << n_bits) | neuron)
+        return cls(key >> (t_bits + n_bits), (key >> n_bits) & ((1 << t_bits) - 1), key & ((1 << n_bits) - 1),
+                   batch_size, num_steps, num_neurons)
 
     @property
     def shape(self) -> tuple[int, int, int]:

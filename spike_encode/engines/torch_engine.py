@@ -17,6 +17,7 @@ same state it started from, so every later spike follows at a fixed period.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -106,7 +107,8 @@ def first_crossings(alpha: torch.Tensor, params: EncoderParams, c: LIFConstants)
     # crossed by step n_est for sure, and not yet at n_est - 1 (hi_0 = Vreset < Vthresh)
     sure = (n_est <= T) & (gap_lo >= lo_amp * e_n) & (hi_amp * (e_n * (1.0 / e)) > gap_hi)
     silent = hi_amp * e_T > gap_hi  # below threshold through the whole window, for sure
-    replay = idx[~(sure | silent)]
+    settled = sure.nonzero(as_tuple=True)[0]
+    replay = idx[(~(sure | silent)).nonzero(as_tuple=True)[0]]
 
     # Neurons relaxing downwards (alpha <= Vreset) stay at or below Vreset in exact
     # arithmetic; only rounding could lift them, by less than this bound.
@@ -116,8 +118,16 @@ def first_crossings(alpha: torch.Tensor, params: EncoderParams, c: LIFConstants)
 
     steps = _replay(alpha[replay], c, T)
     crossed = steps <= T
-    return (torch.cat([idx[sure], replay[crossed]]),
-            torch.cat([n_est[sure].to(torch.int64), steps[crossed]]))
+    return (torch.cat([idx[settled], replay[crossed]]),
+            torch.cat([n_est[settled].to(torch.int64), steps[crossed]]))
+
+
+@functools.lru_cache(maxsize=64)
+def _undriven_crossing(params: EncoderParams) -> int:
+    """First-crossing step of a neuron with zero input current (``num_steps + 1``: never)."""
+    c = LIFConstants.build(params, "cpu")
+    _, steps = first_crossings(lif_alpha(torch.zeros(1), c), params, c)
+    return int(steps[0]) if steps.numel() else params.num_steps + 1
 
 
 def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents:
@@ -132,24 +142,24 @@ def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents
     batch, neurons = currents.shape
     T = params.num_steps
     c = LIFConstants.build(params, currents.device)
-    flat = currents.reshape(-1)
     # Neurons without input current (most pixels of a digit) share one trajectory: settle it
-    # once, and run the per-neuron analysis on the others only.
-    driven = flat.nonzero(as_tuple=True)[0]
-    fired, n1 = first_crossings(lif_alpha(flat[driven], c), params, c)
-    fired = driven[fired]
-    _, n0 = first_crossings(lif_alpha(flat.new_zeros(1), c), params, c)
-    if n0.numel():  # undriven neurons fire too (a large Ioffset)
-        undriven = (flat == 0).nonzero(as_tuple=True)[0]
-        fired, n1 = torch.cat([fired, undriven]), torch.cat([n1, n0.expand(undriven.numel())])
+    # once per parameter set, and run the per-neuron analysis on the others only.
+    sample, neuron = currents.nonzero(as_tuple=True)
+    fired, n1 = first_crossings(lif_alpha(currents[sample, neuron], c), params, c)
+    sample, neuron = sample[fired], neuron[fired]
+    n0 = _undriven_crossing(params)
+    if n0 <= T:  # undriven neurons fire too (a large Ioffset)
+        s0, i0 = (currents == 0).nonzero(as_tuple=True)
+        sample, neuron = torch.cat([sample, s0]), torch.cat([neuron, i0])
+        n1 = torch.cat([n1, torch.full_like(s0, n0)])
     k1 = n1 - 1
+    if params.at_most_one_spike:
+        return SpikeEvents.from_unsorted(sample, k1, neuron, batch, T, neurons)
     period = n1 + params.refractory_steps
     count = 1 + torch.div(T - 1 - k1, period, rounding_mode="floor")
     if bool((count > 1).any()):
-        owner = torch.repeat_interleave(torch.arange(fired.numel(), device=fired.device), count)
+        owner = torch.repeat_interleave(torch.arange(n1.numel(), device=n1.device), count)
         starts = torch.cumsum(count, 0) - count
-        repeat = torch.arange(owner.numel(), device=fired.device) - starts[owner]
-        fired, k1 = fired[owner], k1[owner] + repeat * period[owner]
-    return SpikeEvents.from_unsorted(
-        torch.div(fired, neurons, rounding_mode="floor"), k1, fired % neurons, batch, T, neurons
-    )
+        repeat = torch.arange(owner.numel(), device=n1.device) - starts[owner]
+        sample, neuron, k1 = sample[owner], neuron[owner], k1[owner] + repeat * period[owner]
+    return SpikeEvents.from_unsorted(sample, k1, neuron, batch, T, neurons)
