@@ -25,13 +25,12 @@ class SpikeLoader(DataLoader):
     never happens inside a worker. Targets move to the same device.
 
     On the CPU, the encoding shares the cores with the workers, and PyTorch's intra-op
-    threads fight the workers for them: on a shared 2-core machine with 2 workers, a
-    60,000-image MNIST epoch took 7.4 s with torch's default 2 threads against 5.1 s with 1
-    (``benchmarks/bench_loader.py --default-threads``), and over a minute in a run while
-    other jobs loaded the machine. ``encode_threads="auto"`` (the
-    default) therefore encodes with at most ``cpu_count - num_workers`` threads (at least 1)
-    when the encoder computes on the CPU and ``num_workers > 0``, and restores torch's
-    setting after each batch.
+    threads fight the workers for them: on a 2-core machine with 2 workers, torch's default
+    2 threads made an MNIST epoch markedly slower, many times slower while other jobs
+    loaded the machine (``benchmarks/bench_loader.py --default-threads`` measures it).
+    ``encode_threads="auto"`` (the default) therefore encodes with at most
+    ``cpu_count - num_workers`` threads (at least 1) when the encoder computes on the CPU
+    and ``num_workers > 0``, and restores torch's setting after each batch.
 
     Args:
         dataset: map-style or iterable dataset of ``(image, target)``; images are PIL images,
