@@ -187,6 +187,17 @@ class SpikingMLP(nn.Module):
 
 # ----------------------------------------------------------------- library variants (dense)
 
+def dense_layers(num_inputs: int, hidden: int, num_outputs: int,
+                 weight_scale: float) -> tuple[nn.Linear, nn.Linear]:
+    """The library variants' input and output layers, initialised like the sparse network's."""
+    fc1 = nn.Linear(num_inputs, hidden, bias=False)
+    fc2 = nn.Linear(hidden, num_outputs, bias=False)
+    with torch.no_grad():
+        fc1.weight.normal_(0.0, weight_scale / math.sqrt(num_inputs))
+        fc2.weight.normal_(0.0, 1.0 / math.sqrt(hidden))
+    return fc1, fc2
+
+
 class SnnTorchMLP(nn.Module):
     """The same network from snnTorch neurons, fed dense ``(T, B, N)`` bool spikes."""
 
@@ -198,11 +209,7 @@ class SnnTorchMLP(nn.Module):
         import snntorch as snn
         from snntorch import surrogate
 
-        self.fc1 = nn.Linear(num_inputs, hidden, bias=False)
-        self.fc2 = nn.Linear(hidden, num_outputs, bias=False)
-        with torch.no_grad():
-            self.fc1.weight.normal_(0.0, weight_scale / math.sqrt(num_inputs))
-            self.fc2.weight.normal_(0.0, 1.0 / math.sqrt(hidden))
+        self.fc1, self.fc2 = dense_layers(num_inputs, hidden, num_outputs, weight_scale)
         self.lif = snn.Leaky(beta=math.exp(-dt / tau_mem), threshold=threshold,
                              spike_grad=surrogate.fast_sigmoid(slope=slope),
                              reset_mechanism="subtract")
@@ -243,11 +250,7 @@ class NorseMLP(nn.Module):
         super().__init__()
         import norse.torch as norse
 
-        self.fc1 = nn.Linear(num_inputs, hidden, bias=False)
-        self.fc2 = nn.Linear(hidden, num_outputs, bias=False)
-        with torch.no_grad():
-            self.fc1.weight.normal_(0.0, weight_scale / math.sqrt(num_inputs))
-            self.fc2.weight.normal_(0.0, 1.0 / math.sqrt(hidden))
+        self.fc1, self.fc2 = dense_layers(num_inputs, hidden, num_outputs, weight_scale)
         self.gain1, self.gain2 = tau_mem / dt, tau_out / dt
         zero = torch.tensor(0.0)
         lif = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(1.0 / tau_mem), v_leak=zero,
