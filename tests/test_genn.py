@@ -60,6 +60,17 @@ def test_a_short_last_batch_gives_the_same_spikes_as_a_full_one(mnist_test, cach
     assert torch.equal(enc(mnist_test[0][3]).to_dense(), full[3])
 
 
+def test_another_window_length_reuses_the_built_model(mnist_test, tmp_path):
+    short = LatencyEncode(backend="genn", cache_dir=tmp_path, present_time_ms=10.0)
+    short(mnist_test[0][:4])
+    long = LatencyEncode(backend="genn", cache_dir=tmp_path, present_time_ms=30.0)
+    spikes = long(mnist_test[0][:4])
+    assert short._engine.last_build[1] and not long._engine.last_build[1]
+    assert short._engine.last_build[0] == long._engine.last_build[0]
+    expected = LatencyEncode(backend="torch", present_time_ms=30.0)(mnist_test[0][:4])
+    assert spikes.shape == (4, 300, 784) and torch.equal(spikes.to_dense(), expected.to_dense())
+
+
 def test_auto_picks_genn_when_it_can_run(cache):
     assert LatencyEncode(cache_dir=cache).engine_name == "genn"
 

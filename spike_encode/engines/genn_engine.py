@@ -183,7 +183,6 @@ class GeNNEngine:
             "batch": batch,
             "neuron": self.neuron.describe(),
             "layout": "batch" if self.backend == "cuda" else "population",
-            "recording_steps": self.params.num_steps,
         }
 
     def _load(self, batch: int, num_neurons: int) -> dict[str, Any]:
