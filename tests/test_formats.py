@@ -73,6 +73,11 @@ def test_events_are_like_pygenn_spike_recording_data(digits, sparse):
     assert torch.equal(se.events_to_sparse(se.to_events(sparse, 0.1), 0.1, 200, 784).to_dense(), sparse.to_dense())
 
 
+def test_latency_encode_function_is_the_transform(digits):
+    times = se.latency_encode(digits, output="times", input_scale=90.0)
+    assert torch.equal(times, LatencyEncode(output="times", input_scale=90.0)(digits))
+
+
 def test_single_image_formats_drop_the_batch_dimension(digits):
     x = digits[0]
     assert LatencyEncode(output="times")(x).shape == (784,)
