@@ -116,4 +116,4 @@ def normalised_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tenso
             "sum to 1 (the tutorial's division would give NaN currents)"
         )
     scale = torch.tensor(input_scale, dtype=torch.float32, device=x.device)
-    return (x / totals) * scale
+    return (x / totals).mul_(scale)  # in place on the fresh quotient; same float32 operations

@@ -53,7 +53,7 @@ def test_fast_engine_equals_step_loop_on_random_float_images():
     assert (torch.bincount(fast.sample * 768 + fast.neuron) > 1).any(), "no neuron fired twice"
 
 
-def test_currents_at_the_edge_of_threshold_are_settled_by_replay():
+def test_currents_at_the_edge_of_threshold_are_exact():
     # alphas densely around the value whose exact crossing falls on a step boundary: the
     # closed form alone is wrong for some of them; the float32 recurrence decides.
     params = EncoderParams()

@@ -10,13 +10,6 @@ import torch
 __all__ = ["SpikeEvents"]
 
 
-def _sorted(key: torch.Tensor) -> torch.Tensor:
-    # NumPy's sort is several times faster than torch.sort on CPU tensors
-    if key.device.type == "cpu":
-        return torch.from_numpy(np.sort(key.numpy()))
-    return torch.sort(key).values
-
-
 @dataclass(frozen=True)
 class SpikeEvents:
     """Every spike of a batch, sorted by (sample, step, neuron).
@@ -53,9 +46,13 @@ class SpikeEvents:
         n_bits, t_bits = (num_neurons - 1).bit_length(), (num_steps - 1).bit_length()
         if n_bits + t_bits + batch_size.bit_length() > 63:
             raise ValueError(f"a batch of {batch_size} x {num_steps} steps x {num_neurons} neurons is too large to index")
-        key = _sorted((sample << (t_bits + n_bits)) | (step << n_bits) | neuron)
-        return cls(key >> (t_bits + n_bits), (key >> n_bits) & ((1 << t_bits) - 1), key & ((1 << n_bits) - 1),
-                   batch_size, num_steps, num_neurons)
+        shift = t_bits + n_bits
+        if sample.device.type == "cpu":  # NumPy: several times faster on these sizes
+            sample, step, neuron = sample.numpy(), step.numpy(), neuron.numpy()
+        key = (sample << shift) | (step << n_bits) | neuron
+        key = np.sort(key) if isinstance(key, np.ndarray) else torch.sort(key).values
+        fields = (key >> shift, (key >> n_bits) & ((1 << t_bits) - 1), key & ((1 << n_bits) - 1))
+        return cls(*(torch.as_tensor(f) for f in fields), batch_size, num_steps, num_neurons)
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -14,6 +14,7 @@ multiply-add), so the results are bit-identical to GeNN's single-threaded CPU ba
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -43,26 +44,30 @@ class LIFConstants:
     @classmethod
     def build(cls, params: EncoderParams, device: torch.device | str) -> "LIFConstants":
         """Round every constant to float32 as GeNN writes them into its generated code."""
-        lif = params.lif
-
-        def f32(value: float) -> torch.Tensor:
-            return torch.tensor(value, dtype=torch.float32, device=device)
-
-        return cls(
-            exp_tc=f32(params.exp_tc),
-            r_membrane=f32(params.r_membrane),
-            v_rest=f32(lif.Vrest),
-            v_reset=f32(lif.Vreset),
-            v_thresh=f32(lif.Vthresh),
-            i_offset=f32(lif.Ioffset),
-            tau_refrac=f32(lif.TauRefrac),
-            dt=f32(params.dt),
-        )
-
+        return _build_constants(params, torch.device(device))
 
     def numpy(self) -> "LIFConstants":
         """The same constants as NumPy float32 scalars, for :func:`lif_step` on ndarrays."""
         return LIFConstants(**{name: np.float32(value.item()) for name, value in vars(self).items()})
+
+
+@functools.lru_cache(maxsize=64)
+def _build_constants(params: EncoderParams, device: torch.device) -> LIFConstants:
+    lif = params.lif
+
+    def f32(value: float) -> torch.Tensor:
+        return torch.tensor(value, dtype=torch.float32, device=device)
+
+    return LIFConstants(
+        exp_tc=f32(params.exp_tc),
+        r_membrane=f32(params.r_membrane),
+        v_rest=f32(lif.Vrest),
+        v_reset=f32(lif.Vreset),
+        v_thresh=f32(lif.Vthresh),
+        i_offset=f32(lif.Ioffset),
+        tau_refrac=f32(lif.TauRefrac),
+        dt=f32(params.dt),
+    )
 
 
 def lif_alpha(currents: torch.Tensor, c: LIFConstants) -> torch.Tensor:

@@ -1,15 +1,10 @@
 """The exact PyTorch engine: GeNN's float32 LIF spikes without stepping every neuron.
 
-With a constant input current a LIF neuron relaxes towards ``alpha`` along
-``V_n = alpha - (alpha - Vreset) * ExpTC**n``, so the step where it first reaches threshold
-has a closed form. GeNN computes the recurrence in float32, whose rounding can move that
-step by one (about 1 spike in 80,000 on MNIST). This engine therefore bounds the float32
-rounding error of the recurrence rigorously (each of its three operations is correctly
-rounded, so after ``n`` steps the float32 ``V`` is within
-``delta * (1 - ExpTC**n) / (1 - ExpTC)`` of the exact one), accepts the closed form only where
-threshold lies outside that bound on both sides of the crossing, and replays the float32
-recurrence step by step for the few neurons where it does not. The result is the float32
-recurrence's answer, for any parameters.
+With a constant input current, a LIF neuron's float32 trajectory from ``Vreset`` depends
+only on the potential ``alpha`` it relaxes towards, so the step where it first reaches
+threshold is looked up in a table made once per parameter set
+(:mod:`~spike_encode.engines.crossing_table`): exactly the float32 recurrence's answer,
+for any parameters, at the cost of one ``searchsorted`` per driven neuron.
 
 After a spike a neuron is frozen for ``refractory_steps`` and restarts from ``Vreset``, the
 same state it started from, so every later spike follows at a fixed period.
@@ -18,22 +13,17 @@ same state it started from, so every later spike follows at a fixed period.
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import torch
 
 from ..params import EncoderParams
+from .crossing_table import UNKNOWN, crossing_table, replay_first_crossing
 from .events import SpikeEvents
-from .lif import LIFConstants, lif_alpha, lif_step
+from .lif import ArrayT, LIFConstants, lif_alpha
 from .stepper import simulate_steps
 
 __all__ = ["simulate_exact", "first_crossings"]
-
-_U = 2.0**-24  # unit roundoff of float32
-# The bound below is first order: terms of relative size u and e_n/|V| (both < 1e-6 here)
-# are neglected; this margin covers them, and float64's own rounding, many times over.
-_SAFETY = 1.25
 
 
 def _fast_path_applies(params: EncoderParams) -> bool:
@@ -41,85 +31,44 @@ def _fast_path_applies(params: EncoderParams) -> bool:
     return params.lif.Vreset < params.lif.Vthresh and 0.0 < exp_tc < 1.0
 
 
-def _error_scale(a: torch.Tensor, v0: float, e: float) -> torch.Tensor:
-    """``k`` (mV) such that ``|float32 V_n - exact V_n| <= k * (1 - e**n)`` for relaxation
-    from ``v0`` towards ``a > v0``: each step's three correctly rounded operations add at most
-    ``u*max(|a|,|v0|) + e*(a - v0)*2u``, and earlier errors shrink by ``e`` per step."""
-    c1 = _SAFETY * _U * (1 + 2 * _U) / (1 - e)
-    c2 = _SAFETY * e * (2 * _U + _U * _U) / (1 - e)
-    return c1 * a.abs().clamp(min=abs(v0)) + c2 * (a - v0) + 1e-30
+def _nonzero(mask: ArrayT) -> ArrayT:
+    """Positions of the ``True`` entries of a 1-d mask."""
+    return np.flatnonzero(mask) if isinstance(mask, np.ndarray) else mask.nonzero(as_tuple=True)[0]
 
 
-def _replay(alpha: torch.Tensor, c: LIFConstants, num_steps: int) -> torch.Tensor:
-    """First step (1-based) at which the float32 recurrence from ``Vreset`` reaches threshold,
-    ``num_steps + 1`` where it does not within the window.
-
-    On CPU the steps run on NumPy float32 arrays (the same IEEE operations with a fraction
-    of torch's per-call overhead on these small arrays).
-    """
-    if alpha.numel() == 0:
-        return torch.full(alpha.shape, num_steps + 1, dtype=torch.int64, device=alpha.device)
-    on_cpu = alpha.device.type == "cpu"
-    a, consts = (alpha.numpy(), c.numpy()) if on_cpu else (alpha, c)
-    v = a.copy() if on_cpu else a.clone()
-    v[:] = consts.v_reset
-    hits = [None] * num_steps
-    for n in range(num_steps):
-        v = lif_step(v, a, consts)
-        hits[n] = v >= consts.v_thresh
-    hit = torch.from_numpy(np.stack(hits)) if on_cpu else torch.stack(hits)
-    crossed = hit.any(dim=0)
-    first = hit.to(torch.uint8).argmax(dim=0) + 1
-    return torch.where(crossed, first, num_steps + 1).to(alpha.device)
+def _cat(a: ArrayT, b: ArrayT) -> ArrayT:
+    return np.concatenate([a, b]) if isinstance(a, np.ndarray) else torch.cat([a, b])
 
 
-def first_crossings(alpha: torch.Tensor, params: EncoderParams, c: LIFConstants) -> tuple[torch.Tensor, torch.Tensor]:
+def _split(flat_index: ArrayT, neurons: int) -> tuple[ArrayT, ArrayT]:
+    """``(sample, neuron)`` of positions in a flattened ``(B, neurons)`` batch."""
+    if isinstance(flat_index, np.ndarray):
+        # float64 division is exact here (indices < 2**53) and far faster than int64's
+        sample = (flat_index / neurons).astype(np.int64)
+    else:
+        sample = flat_index // neurons
+    return sample, flat_index - sample * neurons
+
+
+def first_crossings(alpha: ArrayT, params: EncoderParams, c: LIFConstants) -> tuple[ArrayT, ArrayT]:
     """Neurons that reach threshold within the window, and after how many integration steps.
 
     Args:
-        alpha: ``(M,)`` float32 relaxation potentials (mV) from :func:`lif_alpha`.
+        alpha: ``(M,)`` float32 relaxation potentials (mV) from :func:`lif_alpha`, a tensor
+            or an ndarray (results of the same kind).
+        c: the constants, as tensors or (for ndarrays) from :meth:`LIFConstants.numpy`.
 
     Returns:
         ``(index, steps)``: int64 positions in ``alpha`` and the number of float32 steps
         (``1..num_steps``) from ``Vreset`` until ``V >= Vthresh``, exactly as GeNN computes.
     """
     T = params.num_steps
-    v0, vt, e = float(c.v_reset), float(c.v_thresh), float(c.exp_tc)
-    ln_e, e_T = math.log(e), e**T
-    empty = alpha.new_empty(0, dtype=torch.int64)
-    if alpha.numel() == 0:
-        return empty, empty
-
-    rising = alpha > c.v_reset
-    idx = rising.nonzero(as_tuple=True)[0]
-    a = alpha[idx].double()
-    amp = a - v0
-    k = _error_scale(a, v0, e)
-    # The exact V_n = a - amp * e**n; the float32 V_n lies between the trajectories
-    # lo_n = a - k - (amp - k) * e**n and hi_n = a + k - (amp + k) * e**n. In terms of
-    # gap = a - Vthresh: lo_n >= Vthresh  <=>  gap - k >= (amp - k) * e**n, and
-    # hi_n < Vthresh  <=>  (amp + k) * e**n > gap + k.
-    gap = a - vt
-    lo_amp, hi_amp, gap_lo, gap_hi = amp - k, amp + k, gap - k, gap + k
-    # closed-form crossing step; NaN where a <= Vthresh, which fails every test below
-    n_est = torch.ceil(torch.log(gap / amp) * (1.0 / ln_e))
-    e_n = torch.exp(n_est * ln_e)
-    # crossed by step n_est for sure, and not yet at n_est - 1 (hi_0 = Vreset < Vthresh)
-    sure = (n_est <= T) & (gap_lo >= lo_amp * e_n) & (hi_amp * (e_n * (1.0 / e)) > gap_hi)
-    silent = hi_amp * e_T > gap_hi  # below threshold through the whole window, for sure
-    settled = sure.nonzero(as_tuple=True)[0]
-    replay = idx[(~(sure | silent)).nonzero(as_tuple=True)[0]]
-
-    # Neurons relaxing downwards (alpha <= Vreset) stay at or below Vreset in exact
-    # arithmetic; only rounding could lift them, by less than this bound.
-    a_max = torch.stack(torch.aminmax(alpha)).abs().max().double().reshape(1)
-    if v0 + float(_error_scale(a_max + abs(v0), v0, e)) * (1 - e_T) >= vt:
-        replay = torch.cat([replay, (~rising).nonzero(as_tuple=True)[0]])
-
-    steps = _replay(alpha[replay], c, T)
-    crossed = steps <= T
-    return (torch.cat([idx[settled], replay[crossed]]),
-            torch.cat([n_est[settled].to(torch.int64), steps[crossed]]))
+    steps = crossing_table(params).lookup(alpha)
+    unknown = _nonzero(steps == UNKNOWN)
+    if len(unknown):
+        steps[unknown] = replay_first_crossing(alpha[unknown], c, T)
+    index = _nonzero(steps <= T)
+    return index, steps[index]
 
 
 @functools.lru_cache(maxsize=64)
@@ -143,15 +92,19 @@ def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents
     T = params.num_steps
     c = LIFConstants.build(params, currents.device)
     # Neurons without input current (most pixels of a digit) share one trajectory: settle it
-    # once per parameter set, and run the per-neuron analysis on the others only.
-    sample, neuron = currents.nonzero(as_tuple=True)
-    fired, n1 = first_crossings(lif_alpha(currents[sample, neuron], c), params, c)
-    sample, neuron = sample[fired], neuron[fired]
+    # once per parameter set, and look up the others only. On CPU this runs on NumPy views
+    # of the tensors: the same float32 operations, several times faster on these sizes.
+    flat = currents.reshape(-1)
+    if flat.device.type == "cpu":
+        flat, c = flat.numpy(), c.numpy()
+    driven = _nonzero(flat != 0)
+    fired, n1 = first_crossings(lif_alpha(flat[driven], c), params, c)
+    where = driven[fired]
     n0 = _undriven_crossing(params)
     if n0 <= T:  # undriven neurons fire too (a large Ioffset)
-        s0, i0 = (currents == 0).nonzero(as_tuple=True)
-        sample, neuron = torch.cat([sample, s0]), torch.cat([neuron, i0])
-        n1 = torch.cat([n1, torch.full_like(s0, n0)])
+        undriven = _nonzero(flat == 0)
+        where, n1 = _cat(where, undriven), _cat(n1, undriven * 0 + n0)
+    sample, neuron, n1 = (torch.as_tensor(x) for x in (*_split(where, neurons), n1))
     k1 = n1 - 1
     if params.at_most_one_spike:
         return SpikeEvents.from_unsorted(sample, k1, neuron, batch, T, neurons)

@@ -1,0 +1,92 @@
+"""The first-crossing table equals the float32 recurrence, float for float, where it matters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spike_encode import EncoderParams, LIFParams
+from spike_encode.engines import crossing_table as ct
+from spike_encode.engines import simulate_exact, simulate_steps
+from spike_encode.engines.lif import LIFConstants, lif_alpha
+from spike_encode.inputs import normalised_currents
+
+
+def recurrence(alpha: np.ndarray, params: EncoderParams) -> np.ndarray:
+    """The reference: GeNN's float32 update written out, step by step, from ``Vreset``."""
+    c = LIFConstants.build(params, "cpu").numpy()
+    v = np.full_like(alpha, c.v_reset)
+    first = np.full(alpha.shape, params.num_steps + 1)
+    with np.errstate(invalid="ignore"):
+        for n in range(1, params.num_steps + 1):
+            v = alpha - (c.exp_tc * (alpha - v))
+            first[(v >= c.v_thresh) & (first > params.num_steps)] = n
+    return first
+
+
+def around_breakpoints(table: ct.CrossingTable, ulps: int, every: int = 1) -> np.ndarray:
+    """Every float32 within ``ulps`` of every ``every``-th breakpoint (the finite ones)."""
+    keys = ct._keys(table.bounds[np.isfinite(table.bounds)][::every])
+    return ct._floats(np.unique((keys[:, None] + np.arange(-ulps, ulps + 1)[None, :]).ravel()))
+
+
+PARAMS = [
+    EncoderParams(),  # the tutorial's
+    EncoderParams(dt=0.5, present_time_ms=30.0, input_scale=50.0,
+                  lif=LIFParams(C=0.3, TauM=8.0, Vrest=-70.0, Vreset=-72.0, Vthresh=-52.0, TauRefrac=2.0)),
+]
+
+
+@pytest.mark.parametrize("params", PARAMS, ids=["tutorial", "other"])
+def test_table_equals_the_recurrence_around_every_breakpoint(params):
+    table = ct.crossing_table(params)
+    assert table.enumerated > 0, "the bands were not enumerated: this test would only check the replay"
+    alpha = around_breakpoints(table, ulps=40)
+    assert np.array_equal(table.lookup(alpha), recurrence(alpha, params))
+    # the recurrence is not monotone in alpha near a step boundary: more pieces than steps
+    assert len(table.steps) > params.num_steps + 2
+
+
+def test_table_equals_the_recurrence_on_random_and_special_alphas():
+    params = PARAMS[0]
+    rng = np.random.default_rng(1)
+    alpha = np.concatenate([
+        rng.uniform(-80, 3000, 300_000).astype(np.float32),
+        np.float32([-np.inf, np.inf, np.nan, 0.0, -0.0, -60.0, -50.0, 3e38, -3e38]),
+    ])
+    got, want = ct.crossing_table(params).lookup(alpha), recurrence(alpha, params)
+    unknown = got == ct.UNKNOWN
+    assert np.array_equal(got[~unknown], want[~unknown])
+    assert np.isinf(alpha[unknown]).all() and unknown.sum() == 1  # +inf alone is left to the replay
+
+
+def test_tensor_paths_match_the_ndarray_paths():
+    # the accelerator code paths (searchsorted, the torch replay), run here on CPU tensors
+    params = PARAMS[0]
+    table = ct.crossing_table(params)
+    alpha = np.concatenate([around_breakpoints(table, ulps=5, every=7), np.float32([np.inf, -np.inf])])
+    want = table.lookup(alpha)
+    got = table.lookup(torch.from_numpy(alpha))
+    assert isinstance(got, torch.Tensor) and torch.equal(got, torch.from_numpy(want))
+    assert torch.equal(table._searchsorted(torch.from_numpy(alpha)), torch.from_numpy(want))
+    c = LIFConstants.build(params, "cpu")
+    assert torch.equal(ct._replay_torch(torch.from_numpy(alpha), c, params.num_steps),
+                       torch.from_numpy(recurrence(alpha, params)))
+
+
+def test_over_budget_bands_are_replayed_batch_by_batch(monkeypatch, mnist_test):
+    params = EncoderParams(present_time_ms=25.0)  # a parameter set no other test tabulates
+    monkeypatch.setattr(ct, "ENUMERATION_BUDGET", 0)
+    ct.crossing_table.cache_clear()
+    try:
+        table = ct.crossing_table(params)
+        assert table.enumerated == 0 and (table.steps == ct.UNKNOWN).sum() > params.num_steps // 2
+        currents = normalised_currents(mnist_test[0][:32].reshape(32, -1), params.input_scale)
+        alpha = lif_alpha(currents[currents != 0], LIFConstants.build(params, "cpu"))
+        assert (table.lookup(alpha) == ct.UNKNOWN).sum() > 0, "no neuron needs the replay"
+        fast, slow = simulate_exact(currents, params), simulate_steps(currents, params)
+        for name in ("sample", "step", "neuron"):
+            assert torch.equal(getattr(fast, name), getattr(slow, name)), name
+    finally:
+        ct.crossing_table.cache_clear()
