@@ -132,14 +132,21 @@ class CrossingTable:
             if alpha.device.type == "cpu":
                 return torch.from_numpy(self.lookup(alpha.numpy()))
             return self._searchsorted(alpha)
-        a = alpha
-        T = self.num_steps
+        # the guess, in place: ceil(log((alpha - Vthresh) / (alpha - Vreset)) / log(ExpTC)),
+        # NaN (alpha below threshold) to num_steps + 1 (never), 0 and below (alpha < Vreset) to 1
+        guess = alpha - np.float32(self.v_thresh)
         with np.errstate(divide="ignore", invalid="ignore"):
-            guess = np.ceil(np.log((a - np.float32(self.v_thresh)) / (a - np.float32(self.v_reset)))
-                            * np.float32(1.0 / math.log(self.exp_tc)))
-        step = np.where((guess >= 1) & (guess <= T), guess, T + 1).astype(np.int64)  # NaN: T + 1
-        missed = np.flatnonzero((a < self.main_lo[step]) | (a >= self.main_hi[step]))
-        step[missed] = self.steps[np.searchsorted(self.bounds, a[missed], side="right")]
+            np.divide(guess, alpha - np.float32(self.v_reset), out=guess)
+            np.log(guess, out=guess)
+        np.multiply(guess, np.float32(1.0 / math.log(self.exp_tc)), out=guess)
+        np.ceil(guess, out=guess)
+        np.fmin(guess, np.float32(self.num_steps + 1), out=guess)
+        np.fmax(guess, np.float32(1.0), out=guess)
+        step = guess.astype(np.int64)
+        outside = np.less(alpha, self.main_lo[step])
+        outside |= np.greater_equal(alpha, self.main_hi[step])
+        missed = np.flatnonzero(outside)
+        step[missed] = self.steps[np.searchsorted(self.bounds, alpha[missed], side="right")]
         return step
 
 
