@@ -53,11 +53,22 @@ def test_genn_backend_agrees_with_torch_engine_on_random_input(seed, cache):
 def test_a_short_last_batch_gives_the_same_spikes_as_a_full_one(mnist_test, cache):
     enc = LatencyEncode(backend="genn", cache_dir=cache)
     full = enc(mnist_test[0][:10]).to_dense()
-    assert enc._engine._loaded["batch"] == 10
-    tail = enc(mnist_test[0][7:10]).to_dense()  # runs padded in the batch-10 model
-    assert enc._engine._loaded["batch"] == 10
-    assert torch.equal(tail, full[7:10])
+    tail = enc(mnist_test[0][9:17]).to_dense()  # 8 images run padded in the same model (capacity 16)
+    assert list(enc._engine._loaded) == [(16, 784)]
+    assert torch.equal(tail[:1], full[9:10])
+    # a much smaller batch gets a model of its own instead of running padded in the large one
     assert torch.equal(enc(mnist_test[0][3]).to_dense(), full[3])
+    assert list(enc._engine._loaded) == [(16, 784), (1, 784)]
+    assert torch.equal(enc(mnist_test[0][:10]).to_dense(), full)  # both stay loaded and usable
+    assert list(enc._engine._loaded) == [(1, 784), (16, 784)]
+
+
+def test_batches_above_max_batch_run_in_chunks(mnist_test, cache):
+    images = mnist_test[0][:36]  # chunks of 16, 16 and 4
+    enc = LatencyEncode(backend="genn", cache_dir=cache)
+    enc._engine.max_batch = 16
+    assert torch.equal(enc(images).to_dense(), LatencyEncode(backend="torch")(images).to_dense())
+    assert list(enc._engine._loaded) == [(16, 784), (4, 784)]
 
 
 def test_another_window_length_reuses_the_built_model(mnist_test, tmp_path):

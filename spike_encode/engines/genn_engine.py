@@ -32,6 +32,8 @@ __all__ = ["GeNNEngine", "NeuronSpec", "MAX_CUDA_BATCH", "genn_backends", "impor
 MAX_CUDA_BATCH = 1000
 #: Default largest batch per model on the CPU backend (a population of 1000 * N neurons).
 DEFAULT_CPU_BATCH = 1000
+#: Most models an engine keeps loaded (one per batch capacity); the least recently used goes.
+MAX_LOADED_MODELS = 4
 
 INSTALL_HINT = (
     "PyGeNN is not on PyPI; install GeNN 5.4's Python package from GeNN's own release, "
@@ -153,7 +155,7 @@ class GeNNEngine:
         self.precision = precision
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.max_batch = max_batch
-        self._loaded: dict[str, Any] | None = None
+        self._loaded: dict[tuple[int, int], dict[str, Any]] = {}  # (capacity, N) -> model, oldest use first
         self.last_build: tuple[Path, bool] | None = None  # (entry, compiled now) of the last load
 
     # ------------------------------------------------------------------ model
@@ -239,18 +241,28 @@ class GeNNEngine:
         keep = (sample < used) & (neuron < n)
         return step[keep], sample[keep], neuron[keep]
 
+    def _model_for(self, images: int, num_neurons: int) -> dict[str, Any]:
+        """A loaded model for a chunk of ``images``: one already loaded if it is at most twice
+        that size, else one of the next power-of-two capacity (at most ``max_batch``), so
+        a small batch never runs padded in a much larger model, and few models get built."""
+        fits = [key for key in self._loaded if key[1] == num_neurons and images <= key[0] <= 2 * images]
+        if fits:
+            key = min(fits)
+        else:
+            key = (min(self.max_batch, 1 << (images - 1).bit_length()), num_neurons)
+            self._loaded[key] = self._load(*key)
+            while len(self._loaded) > MAX_LOADED_MODELS:
+                self._loaded.pop(next(iter(self._loaded)))["model"].unload()
+        self._loaded[key] = self._loaded.pop(key)  # most recently used last
+        return self._loaded[key]
+
     def __call__(self, currents: torch.Tensor) -> SpikeEvents:
         """Spikes of ``(B, N)`` neurons driven by constant ``currents`` (nA)."""
         total, n = currents.shape
-        want = min(total, self.max_batch)
-        if self._loaded is None or self._loaded["num_neurons"] != n or self._loaded["batch"] < want:
-            if self._loaded is not None:
-                self._loaded["model"].unload()
-            self._loaded = self._load(want, n)
         steps, samples, neurons = [], [], []
-        chunk = self._loaded["batch"]
-        for start in range(0, total, chunk):
-            step, sample, neuron = self._run(self._loaded, currents[start : start + chunk].to(self.device))
+        for start in range(0, total, self.max_batch):
+            chunk = currents[start : start + self.max_batch]
+            step, sample, neuron = self._run(self._model_for(chunk.shape[0], n), chunk.to(self.device))
             steps.append(step)
             samples.append(sample + start)
             neurons.append(neuron)
