@@ -28,12 +28,15 @@ def check_backend_name(backend: str) -> str:
     return backend
 
 
-def genn_can_run(device: torch.device | None) -> bool:
-    """True if PyGeNN is installed with the GeNN backend that ``device`` needs."""
+def genn_can_run(device: torch.device | None, arithmetic: str = "ieee") -> bool:
+    """True if PyGeNN is installed with the GeNN backend that ``device`` needs, and that
+    backend computes ``arithmetic`` (``"fma"``: CUDA only)."""
     from .engines.genn_engine import genn_backends
 
-    wanted = "cuda" if device is not None and device.type == "cuda" else "single_threaded_cpu"
-    return wanted in genn_backends()
+    on_cuda = device is not None and device.type == "cuda"
+    if arithmetic == "fma" and not on_cuda:
+        return False
+    return ("cuda" if on_cuda else "single_threaded_cpu") in genn_backends()
 
 
 def make_engine(backend: str, params: EncoderParams, device: torch.device | None = None, *,
@@ -42,8 +45,8 @@ def make_engine(backend: str, params: EncoderParams, device: torch.device | None
     """The engine's name (``"torch"`` or ``"genn"``) and a function from ``(B, N)`` currents
     (nA) to spike events.
 
-    ``"auto"`` takes GeNN when PyGeNN is installed with a backend for ``device``, else the
-    torch engine. Settings only GeNN can run (``precision="double"``, a custom neuron model)
+    ``"auto"`` takes GeNN when PyGeNN is installed with a backend for ``device`` that
+    computes ``params.arithmetic``, else the torch engine. Settings only GeNN can run (``precision="double"``, a custom neuron model)
     need GeNN.
     """
     check_backend_name(backend)
@@ -52,7 +55,7 @@ def make_engine(backend: str, params: EncoderParams, device: torch.device | None
         raise ValueError(
             "backend='torch' computes GeNN's LIF model in float32 only; "
             f"precision={precision!r} and custom neuron models need backend='genn'")
-    if backend == "genn" or (backend == "auto" and (genn_only or genn_can_run(device))):
+    if backend == "genn" or (backend == "auto" and (genn_only or genn_can_run(device, params.arithmetic))):
         from .engines.genn_engine import GeNNEngine
 
         return "genn", GeNNEngine(params, device, neuron=neuron, precision=precision, cache_dir=cache_dir)

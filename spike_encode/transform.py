@@ -41,6 +41,11 @@ class LatencyEncode:
         time_first: with ``output="dense"``, return ``(T, B, N)`` instead of ``(B, T, N)``.
         precision: GeNN's ``scalar`` type, ``"float"`` (bit-exact with the torch engine) or
             ``"double"`` (GeNN only).
+        arithmetic: ``"ieee"`` (default): GeNN's CPU backend arithmetic, one rounding per
+            float32 operation, as in the golden files; the GeNN backend on CUDA is compiled
+            to match. ``"fma"``: the LIF update's multiply-adds fused, as nvcc compiles GeNN's
+            CUDA code by default (about 1 neuron in 100,000 fires a step apart); torch
+            engine, or GeNN on CUDA.
         cache_dir: where the GeNN backend keeps built models (default
             ``$SPIKE_ENCODE_CACHE`` or ``~/.cache/spike_encode``).
         neuron_model: GeNN only: another neuron model for the projection neurons, a
@@ -63,12 +68,13 @@ class LatencyEncode:
         output: str = "sparse",
         time_first: bool = False,
         precision: str = "float",
+        arithmetic: str = "ieee",
         cache_dir: str | Path | None = None,
         neuron_model: Any = None,
         neuron_params: Mapping[str, float] | None = None,
         neuron_vars: Mapping[str, float] | None = None,
     ) -> None:
-        self.params = EncoderParams(dt, present_time_ms, input_scale, LIFParams.from_mapping(lif_params))
+        self.params = EncoderParams(dt, present_time_ms, input_scale, LIFParams.from_mapping(lif_params), arithmetic)
         self.backend = check_backend_name(backend)
         self.device = resolve_device(device)
         if output not in OUTPUT_FORMATS:
@@ -121,6 +127,7 @@ class LatencyEncode:
             f"backend={self.backend!r} [{self.engine_name}], device={self.device}, "
             f"output={self.output!r}" + (", time_first=True" if self.time_first else "")
             + (f", precision={self.precision!r}" if self.precision != "float" else "")
+            + (f", arithmetic={p.arithmetic!r}" if p.arithmetic != "ieee" else "")
             + (f", neuron_model={self.neuron.model!r}" if self.neuron is not None else "") + ")"
         )
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from spike_encode import LatencyEncode
+from spike_encode.engines.genn_engine import genn_backends
 
 from .conftest import GOLDEN_NAMES, load_golden
 from .test_engines import random_params
@@ -84,6 +85,36 @@ def test_another_window_length_reuses_the_built_model(mnist_test, tmp_path):
 
 def test_auto_picks_genn_when_it_can_run(cache):
     assert LatencyEncode(cache_dir=cache).engine_name == "genn"
+
+
+def test_fused_arithmetic_needs_genns_cuda_backend(cache):
+    with pytest.raises(ValueError, match="arithmetic='fma'.*CUDA"):
+        LatencyEncode(backend="genn", arithmetic="fma", cache_dir=cache)
+    assert LatencyEncode(arithmetic="fma", cache_dir=cache).engine_name == "torch"  # auto, on the CPU
+
+
+genn_cuda = pytest.mark.skipif(
+    not (torch.cuda.is_available() and "cuda" in genn_backends()),
+    reason="needs a CUDA GPU and PyGeNN built with its CUDA backend (CUDA_PATH set at install)")
+
+
+@genn_cuda
+@pytest.mark.parametrize("name", GOLDEN_NAMES)
+def test_genn_cuda_backend_reproduces_golden_file_exactly(name, mnist_test, cache):
+    # compiled with --fmad=false: GeNN's CUDA arithmetic is then its CPU backend's
+    golden = load_golden(name)
+    images = mnist_test[0][golden.first_image : golden.first_image + golden.num_samples]
+    enc = genn_encoder(golden.params, cache, device="cuda")
+    assert enc.engine_name == "genn" and enc(images[:2]).device.type == "cuda"
+    assert np.array_equal(encode_keys(enc, images), golden.keys())
+
+
+@genn_cuda
+def test_genn_cuda_default_build_equals_the_torch_fma_engine(mnist_test, cache):
+    images = mnist_test[0][:2000]
+    genn = LatencyEncode(backend="genn", device="cuda", arithmetic="fma", cache_dir=cache, output="times")(images)
+    fma = LatencyEncode(backend="torch", device="cuda", arithmetic="fma", output="times")(images)
+    assert torch.equal(genn, fma)
 
 
 def test_double_precision_runs_and_is_close_to_float(mnist_test, cache):

@@ -6,6 +6,11 @@
   round trip, and the recording bits are decoded on the GPU.
 - Single-threaded CPU backend: GeNN allows batch size 1 only, so a batch of B images is one
   population of ``B * N`` independent neurons.
+- Arithmetic: GeNN's CPU backend rounds every float32 operation (``arithmetic="ieee"``).
+  nvcc fuses the LIF update's two multiply-adds by default (``fma.rn.f32`` in the PTX), which
+  moves about 1 neuron in 100,000 by a step; with ``arithmetic="ieee"`` (the default) the CUDA
+  model is compiled with ``--fmad=false`` and gives the CPU backend's spikes, and
+  ``arithmetic="fma"`` keeps GeNN's default CUDA build.
 
 Built models live in a per-user cache (see :mod:`spike_encode.build_cache`), keyed by
 everything that changes the generated code, so a second process loads without compiling.
@@ -13,7 +18,10 @@ everything that changes the generated code, so a second process loads without co
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +110,28 @@ class NeuronSpec:
         return {"model": _code_of(self.model), "params": self.params, "vars": self.vars}
 
 
+#: nvcc flag that keeps GeNN's CUDA code from fusing multiply-adds (PyGeNN 5.4 exposes no
+#: nvcc flags of its own; nvcc reads NVCC_APPEND_FLAGS when GeNN's Makefile runs it)
+_NO_FMAD = "--fmad=false"
+
+
+@contextlib.contextmanager
+def _nvcc_flags(flags: str) -> Iterator[None]:
+    """Append ``flags`` to every nvcc call made meanwhile (through ``NVCC_APPEND_FLAGS``)."""
+    if not flags:
+        yield
+        return
+    before = os.environ.get("NVCC_APPEND_FLAGS")
+    os.environ["NVCC_APPEND_FLAGS"] = f"{before} {flags}" if before else flags
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["NVCC_APPEND_FLAGS"]
+        else:
+            os.environ["NVCC_APPEND_FLAGS"] = before
+
+
 def decode_recording(words: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``(T, batch, W)`` 32-bit spike words (bit i of word w = neuron 32*w + i) to
     ``(step, sample, neuron)`` index tensors, on the words' device."""
@@ -146,6 +176,9 @@ class GeNNEngine:
                 f"but this PyGeNN has {available}. {INSTALL_HINT}")
         if precision not in ("float", "double"):
             raise ValueError(f"precision={precision!r} is not 'float' or 'double'")
+        if params.arithmetic == "fma" and self.backend != "cuda":
+            raise ValueError("arithmetic='fma' (GeNN's default CUDA build) needs backend='genn' on a CUDA "
+                             "device; GeNN's CPU backend computes arithmetic='ieee'")
         limit = MAX_CUDA_BATCH if self.backend == "cuda" else None
         if max_batch is None:
             max_batch = MAX_CUDA_BATCH if limit else DEFAULT_CPU_BATCH
@@ -185,11 +218,14 @@ class GeNNEngine:
             "batch": batch,
             "neuron": self.neuron.describe(),
             "layout": "batch" if self.backend == "cuda" else "population",
+            "arithmetic": self.params.arithmetic,
         }
 
     def _load(self, batch: int, num_neurons: int) -> dict[str, Any]:
         def build(path: Path) -> None:
-            self._define(batch, num_neurons)[0].build(path_to_model=str(path))
+            model = self._define(batch, num_neurons)[0]
+            with _nvcc_flags(_NO_FMAD if self.backend == "cuda" and self.params.arithmetic == "ieee" else ""):
+                model.build(path_to_model=str(path))
 
         entry, built_now = cached_build(self.cache_dir, self.description(batch, num_neurons), build)
         model, pn, cs = self._define(batch, num_neurons)

@@ -30,7 +30,8 @@ ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
 @dataclass(frozen=True)
 class LIFConstants:
-    """The float32 constants of GeNN's generated LIF code, as 0-d tensors on one device."""
+    """The float32 constants of GeNN's generated LIF code, as 0-d tensors on one device, and
+    whether its multiply-adds are fused (``fused``: GeNN's default CUDA build)."""
 
     exp_tc: torch.Tensor
     r_membrane: torch.Tensor
@@ -40,6 +41,7 @@ class LIFConstants:
     i_offset: torch.Tensor
     tau_refrac: torch.Tensor
     dt: torch.Tensor
+    fused: bool = False
 
     @classmethod
     def build(cls, params: EncoderParams, device: torch.device | str) -> "LIFConstants":
@@ -48,7 +50,8 @@ class LIFConstants:
 
     def numpy(self) -> "LIFConstants":
         """The same constants as NumPy float32 scalars, for :func:`lif_step` on ndarrays."""
-        return LIFConstants(**{name: np.float32(value.item()) for name, value in vars(self).items()})
+        return LIFConstants(**{name: value if isinstance(value, bool) else np.float32(value.item())
+                               for name, value in vars(self).items()})
 
 
 @functools.lru_cache(maxsize=64)
@@ -67,17 +70,50 @@ def _build_constants(params: EncoderParams, device: torch.device) -> LIFConstant
         i_offset=f32(lif.Ioffset),
         tau_refrac=f32(lif.TauRefrac),
         dt=f32(params.dt),
+        fused=params.arithmetic == "fma",
     )
 
 
-def lif_alpha(currents: torch.Tensor, c: LIFConstants) -> torch.Tensor:
-    """The potential (mV) each neuron relaxes towards: ``((I + Ioffset) * Rmembrane) + Vrest``."""
+def fma32(a: ArrayT, b: ArrayT, c: ArrayT) -> ArrayT:
+    """``a * b + c`` rounded once to float32, as a fused multiply-add (``fma.rn.f32``) does.
+
+    Computed in float64: the product of two float32 values is exact there, and the sum is
+    rounded to odd (TwoSum gives its exact error) before the final rounding to float32, so
+    no double rounding can occur (53 >= 24 + 2 bits). ndarrays or tensors, float32 in and out.
+    """
+    if not isinstance(a, torch.Tensor):
+        p = np.multiply(a, b, dtype=np.float64)
+        c64 = np.asarray(c, dtype=np.float64)
+        s = np.asarray(p + c64)
+        bp = s - p
+        err = (p - (s - bp)) + (c64 - bp)
+        inexact_even = (err != 0) & ((s.view(np.int64) & 1) == 0)
+        s = np.where(inexact_even, np.nextafter(s, np.copysign(np.inf, err)), s)
+        return s.astype(np.float32)
+    p = a.double() * b.double()
+    c64 = c.double()
+    s = p + c64
+    bp = s - p
+    err = (p - (s - bp)) + (c64 - bp)
+    inexact_even = (err != 0) & ((s.view(torch.int64) & 1) == 0)
+    s = torch.where(inexact_even, torch.nextafter(s, torch.copysign(torch.full_like(s, torch.inf), err)), s)
+    return s.float()
+
+
+def lif_alpha(currents: ArrayT, c: LIFConstants) -> ArrayT:
+    """The potential (mV) each neuron relaxes towards: ``((I + Ioffset) * Rmembrane) + Vrest``
+    (the multiply-add fused where ``c.fused``)."""
+    if c.fused:
+        return fma32(currents + c.i_offset, c.r_membrane, c.v_rest)
     return ((currents + c.i_offset) * c.r_membrane) + c.v_rest
 
 
 def lif_step(v: ArrayT, alpha: ArrayT, c: LIFConstants) -> ArrayT:
-    """One integration step of a non-refractory neuron: ``alpha - (ExpTC * (alpha - V))``.
+    """One integration step of a non-refractory neuron: ``alpha - (ExpTC * (alpha - V))``
+    (as ``fma(alpha - V, -ExpTC, alpha)`` where ``c.fused``).
 
     Works on float32 tensors, and on float32 ndarrays with :meth:`LIFConstants.numpy`.
     """
+    if c.fused:
+        return fma32(alpha - v, -c.exp_tc, alpha)
     return alpha - (c.exp_tc * (alpha - v))
