@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .engines import SpikeEvents, simulate_exact
+from .engines.torch_engine import prepare
 from .params import EncoderParams
 
 __all__ = ["BACKENDS", "BackendUnavailableError", "genn_can_run", "make_engine"]
@@ -59,4 +60,5 @@ def make_engine(backend: str, params: EncoderParams, device: torch.device | None
         from .engines.genn_engine import GeNNEngine
 
         return "genn", GeNNEngine(params, device, neuron=neuron, precision=precision, cache_dir=cache_dir)
+    prepare(params)
     return "torch", lambda currents: simulate_exact(currents, params)

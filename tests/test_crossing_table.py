@@ -90,3 +90,14 @@ def test_over_budget_bands_are_replayed_batch_by_batch(monkeypatch, mnist_test):
             assert torch.equal(getattr(fast, name), getattr(slow, name)), name
     finally:
         ct.crossing_table.cache_clear()
+
+
+def test_the_encoder_makes_its_table_when_it_is_constructed():
+    from spike_encode import LatencyEncode
+
+    params = EncoderParams(present_time_ms=21.0)  # a parameter set no other test tabulates
+    before = ct.crossing_table.cache_info().misses
+    LatencyEncode(backend="torch", present_time_ms=21.0)
+    assert ct.crossing_table.cache_info().misses == before + 1
+    ct.crossing_table(params)
+    assert ct.crossing_table.cache_info().misses == before + 1  # already made

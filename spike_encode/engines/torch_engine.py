@@ -23,7 +23,7 @@ from .events import SpikeEvents
 from .lif import ArrayT, LIFConstants, lif_alpha
 from .stepper import simulate_steps
 
-__all__ = ["simulate_exact", "first_crossings"]
+__all__ = ["simulate_exact", "first_crossings", "prepare"]
 
 
 def _fast_path_applies(params: EncoderParams) -> bool:
@@ -77,6 +77,13 @@ def _undriven_crossing(params: EncoderParams) -> int:
     c = LIFConstants.build(params, "cpu")
     _, steps = first_crossings(lif_alpha(torch.zeros(1), c), params, c)
     return int(steps[0]) if steps.numel() else params.num_steps + 1
+
+
+def prepare(params: EncoderParams) -> None:
+    """Make ``params``' crossing table now (once per parameter set and process), not at the
+    first batch; DataLoader workers forked afterwards inherit it."""
+    if _fast_path_applies(params):
+        crossing_table(params)
 
 
 def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents:
