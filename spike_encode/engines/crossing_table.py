@@ -10,7 +10,8 @@ How the table is made exact:
 
 - In exact arithmetic ``V_n = alpha - (alpha - Vreset) * ExpTC**n``. Each of the
   recurrence's three float32 operations is correctly rounded, so after ``n`` steps the
-  float32 ``V`` is within ``k * (1 - ExpTC**n)`` of the exact one (:func:`error_scale`).
+  float32 ``V`` is within ``k * (1 - ExpTC**n)`` of the exact one (:func:`error_scale`; with
+  ``arithmetic="fma"`` a step rounds twice, not three times, and the bound holds a fortiori).
   For every step ``n`` this certifies an ``alpha`` (``P_n``) from which ``V_n >= Vthresh``
   for sure, and one (``Q_n``) up to which ``V_m < Vthresh`` for sure for all ``m <= n``.
 - Between ``Q_n`` and ``P_n`` lies a narrow band (a few hundred float32 values with the
