@@ -15,7 +15,7 @@ import torch
 from .cache_dir import CACHE_ENV, default_cache_dir
 from .formats import sparse_to_events
 from .mnist import DATA_ENV, load_mnist, mnist_dataset
-from .params import EncoderParams
+from .params import ARITHMETICS, EncoderParams
 from .plots import save_rasters
 from .transform import LatencyEncode
 
@@ -35,11 +35,13 @@ def _add_encoder_options(parser: argparse.ArgumentParser) -> None:
                         help="presentation window (ms)")
     parser.add_argument("--input-scale", type=float, default=defaults.input_scale,
                         help="current (nA) of a whole normalised image")
+    parser.add_argument("--arithmetic", choices=ARITHMETICS, default=defaults.arithmetic,
+                        help="ieee: GeNN's CPU backend (the default); fma: GeNN's default CUDA build")
 
 
 def _make_encoder(args: argparse.Namespace) -> LatencyEncode:
     return LatencyEncode(dt=args.dt, present_time_ms=args.present_time_ms, input_scale=args.input_scale,
-                         backend=args.backend, device=args.device)
+                         backend=args.backend, device=args.device, arithmetic=args.arithmetic)
 
 
 def _demo(args: argparse.Namespace) -> None:

@@ -58,13 +58,15 @@ def test_encode_writes_a_dataset_equal_to_direct_encoding(tmp_path, data_root, m
 def test_encode_options_reach_the_file_and_its_default_place(monkeypatch, tmp_path, data_root):
     monkeypatch.setenv("SPIKE_ENCODE_CACHE", str(tmp_path))
     main(["encode", "--data-root", str(data_root), "--limit", "20", "--input-scale", "70",
-          "--present-time-ms", "10", "--no-progress", "--num-workers", "0"])
-    other = LatencyEncode(input_scale=70.0, present_time_ms=10.0)
+          "--present-time-ms", "10", "--arithmetic", "fma", "--no-progress", "--num-workers", "0"])
+    other = LatencyEncode(input_scale=70.0, present_time_ms=10.0, arithmetic="fma")
     (path,) = (tmp_path / "datasets").glob("*.spikes")
     assert path.name == f"mnist-test-{other.params.digest()[:12]}.spikes"
     assert len(SpikeDataset(path, other)) == 20
     with pytest.raises(ValueError, match="input_scale"):
         SpikeDataset(path, LatencyEncode())
+    with pytest.raises(ValueError, match="arithmetic"):
+        SpikeDataset(path, LatencyEncode(input_scale=70.0, present_time_ms=10.0))
 
 
 def test_plot_writes_a_raster_png_from_mnist_and_from_a_file(tmp_path, data_root, capsys):
