@@ -47,8 +47,8 @@ def make_engine(backend: str, params: EncoderParams, device: torch.device | None
     (nA) to spike events.
 
     ``"auto"`` takes GeNN when PyGeNN is installed with a backend for ``device`` that
-    computes ``params.arithmetic``, else the torch engine. Settings only GeNN can run (``precision="double"``, a custom neuron model)
-    need GeNN.
+    computes ``params.arithmetic``, else the torch engine. Settings only GeNN can run
+    (``precision="double"``, a custom neuron model) need GeNN.
     """
     check_backend_name(backend)
     genn_only = precision != "float" or neuron is not None

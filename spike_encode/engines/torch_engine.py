@@ -4,7 +4,7 @@ With a constant input current, a LIF neuron's float32 trajectory from ``Vreset``
 only on the potential ``alpha`` it relaxes towards, so the step where it first reaches
 threshold is looked up in a table made once per parameter set
 (:mod:`~spike_encode.engines.crossing_table`): exactly the float32 recurrence's answer,
-for any parameters, at the cost of one ``searchsorted`` per driven neuron.
+for any parameters, at the cost of one table lookup per driven neuron.
 
 After a spike a neuron is frozen for ``refractory_steps`` and restarts from ``Vreset``, the
 same state it started from, so every later spike follows at a fixed period.
@@ -110,7 +110,7 @@ def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents
     n0 = _undriven_crossing(params)
     if n0 <= T:  # undriven neurons fire too (a large Ioffset)
         undriven = _nonzero(flat == 0)
-        where, n1 = _cat(where, undriven), _cat(n1, undriven * 0 + n0)
+        where, n1 = _cat(where, undriven), _cat(n1, undriven * 0 + n0)  # n0 for each, same array kind
     sample, neuron, n1 = (torch.as_tensor(x) for x in (*_split(where, neurons), n1))
     k1 = n1 - 1
     if params.at_most_one_spike:
