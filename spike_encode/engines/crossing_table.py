@@ -235,7 +235,7 @@ def crossing_table(params: EncoderParams) -> CrossingTable:
     # only at some P_n or where a band ends
     starts = np.unique(np.concatenate([[k_lo], p, bands[:, 1] + 1]))
     starts = starts[(starts <= k_hi) & ~_inside(starts, bands)]
-    certain = T + 1 - (starts[:, None] >= p[None, :]).sum(axis=1)
+    certain = T + 1 - np.searchsorted(np.sort(p), starts, side="right")
     if enumerate_bands:
         band_keys = np.concatenate([np.arange(s, t + 1, dtype=np.int64) for s, t in bands] or [np.zeros(0, np.int64)])
         band_steps = np.concatenate([_replay_band(start, end, int((start >= p).sum()), c, T) for start, end in bands]
