@@ -300,7 +300,9 @@ def build_model(net: str = "torch", **kwargs: Any) -> nn.Module:
 def _bar(iterable, enabled: bool, **kwargs):
     if not enabled:
         return iterable
-    from tqdm.auto import tqdm
+    # tqdm.auto's bar calls iter() on the loader once more than it iterates, which starts a
+    # shuffled epoch that is thrown away and changes the batch order; the plain bar does not
+    from tqdm import tqdm
 
     return tqdm(iterable, leave=False, dynamic_ncols=True, **kwargs)
 

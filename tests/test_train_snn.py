@@ -183,3 +183,15 @@ def test_library_variant_takes_dense_time_first(train_snn, small_batches, net):
     F.cross_entropy(logits, targets[:32]).backward()
     grad = model.fc1.weight.grad
     assert grad is not None and bool(torch.isfinite(grad).all()) and float(grad.abs().sum()) > 0
+
+
+def test_the_progress_bar_leaves_the_batch_order_alone(train_snn, data_root):
+    # tqdm.auto's bar starts one extra iteration of the loader, so with it on, the run saw
+    # other shuffled batches than with --no-progress; the script's bar must not
+    def first_targets(progress: bool) -> list[int]:
+        enc = train_snn.build_encoder("torch")
+        train, _ = train_snn.make_loaders(str(data_root), enc, batch_size=16, num_workers=0,
+                                          train_subset=200, test_subset=16, seed=0)
+        return next(iter(train_snn._bar(train, progress, disable=False)))[1].tolist()
+
+    assert first_targets(True) == first_targets(False)
