@@ -14,6 +14,7 @@ multiply-add), so the results are bit-identical to GeNN's single-threaded CPU ba
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import TypeVar
@@ -50,8 +51,13 @@ class LIFConstants:
 
     def numpy(self) -> "LIFConstants":
         """The same constants as NumPy float32 scalars, for :func:`lif_step` on ndarrays."""
+        return self._as_numpy
+
+    @functools.cached_property
+    def _as_numpy(self) -> "LIFConstants":  # made once per instance (instances are cached)
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return LIFConstants(**{name: value if isinstance(value, bool) else np.float32(value.item())
-                               for name, value in vars(self).items()})
+                               for name, value in values.items()})
 
 
 @functools.lru_cache(maxsize=64)
