@@ -9,7 +9,9 @@ GeNN's ``LIF`` sim code is::
 
 with threshold ``RefracTime <= 0.0 && V >= Vthresh`` and reset ``V = Vreset;
 RefracTime = TauRefrac``. Each operation here is one float32 tensor operation (no fused
-multiply-add), so the results are bit-identical to GeNN's single-threaded CPU backend.
+multiply-add), so the results are bit-identical to GeNN's single-threaded CPU backend. With
+``arithmetic="fma"`` (``LIFConstants.fused``) the two multiply-adds are fused instead, as nvcc
+compiles GeNN's CUDA code by default (:func:`fma32`).
 """
 
 from __future__ import annotations
