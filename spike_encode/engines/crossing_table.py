@@ -197,8 +197,8 @@ def _first_true(pred, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def crossing_table(params: EncoderParams) -> CrossingTable:
-    """The exact table for ``params``, made once per parameter set and process (about 0.4 s
-    on one CPU core with the tutorial's parameters).
+    """The exact table for ``params``, made once per parameter set and process (a fraction
+    of a second with the tutorial's parameters; ``benchmarks/bench_encode.py`` times it).
 
     Needs ``Vreset < Vthresh`` and ``0 < ExpTC < 1`` in float32 (the engine steps otherwise).
     """
