@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
 import numpy as np
 
-__all__ = ["LIFParams", "EncoderParams", "TUTORIAL_LIF_PARAMS", "ARITHMETICS"]
+__all__ = ["LIFParams", "EncoderParams", "TUTORIAL_LIF_PARAMS", "ARITHMETICS", "MAX_STEPS"]
 
 #: The tutorial's ``PN_PARAMS``: GeNN ``LIF`` parameters of the projection neurons.
 TUTORIAL_LIF_PARAMS: dict[str, float] = {
@@ -34,9 +35,27 @@ TUTORIAL_LIF_PARAMS: dict[str, float] = {
 ARITHMETICS = ("ieee", "fma")
 
 
+#: Most time steps a presentation window may have (100 s at the tutorial's 0.1 ms step).
+MAX_STEPS = 1_000_000
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+
+
 def _f32(x: float) -> float:
     """Round a Python float to the nearest float32, as GeNN writes ``scalar`` literals."""
-    return float(np.float32(x))
+    with np.errstate(over="ignore"):
+        return float(np.float32(x))
+
+
+def _number(name: str, value: object) -> float:
+    """``value`` as a float if it is a real number (Python or NumPy, not bool), else ``TypeError``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    result = float(value)
+    if not math.isfinite(result) or abs(result) > _FLOAT32_MAX:
+        raise ValueError(f"{name} must be finite in float32 (GeNN's scalar type), got {value!r}")
+    return result
 
 
 @dataclass(frozen=True)
@@ -63,11 +82,7 @@ class LIFParams:
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"lif_params[{name!r}] must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"lif_params[{name!r}] must be finite, got {value!r}")
-            object.__setattr__(self, name, float(value))
+            object.__setattr__(self, name, _number(f"lif_params[{name!r}]", value))
         for name in ("C", "TauM"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"lif_params[{name!r}] must be > 0, got {getattr(self, name)!r}")
@@ -125,21 +140,35 @@ class EncoderParams:
 
     def __post_init__(self) -> None:
         for name in ("dt", "present_time_ms", "input_scale"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, got {value!r}")
-            if not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-            object.__setattr__(self, name, float(value))
+            value = _number(name, getattr(self, name))
+            if value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, value)
+        if self.dt < _FLOAT32_TINY:
+            raise ValueError(f"dt={self.dt!r} ms is below float32's smallest normal number "
+                             f"({_FLOAT32_TINY:.3g}); GeNN's float32 time step cannot hold it")
         if self.present_time_ms < self.dt:
             raise ValueError(
                 f"present_time_ms={self.present_time_ms!r} is shorter than one time step "
                 f"dt={self.dt!r} ms"
             )
+        steps = self.present_time_ms / self.dt
+        if steps > MAX_STEPS:
+            raise ValueError(
+                f"present_time_ms={self.present_time_ms!r} with dt={self.dt!r} ms is a window of "
+                f"{steps:.4g} time steps, more than the {MAX_STEPS:,} this package simulates; "
+                "use a larger dt or a shorter window")
         if not isinstance(self.lif, LIFParams):
             raise TypeError(f"lif must be LIFParams, got {self.lif!r}")
         if self.arithmetic not in ARITHMETICS:
             raise ValueError(f"arithmetic={self.arithmetic!r} is not one of {ARITHMETICS}")
+        # the largest drive, a whole image's current on one pixel, must stay finite in float32
+        drive = (self.input_scale + abs(self.lif.Ioffset)) * self.r_membrane + abs(self.lif.Vrest)
+        if not drive <= _FLOAT32_MAX:
+            raise ValueError(
+                f"input_scale={self.input_scale!r} nA drives a neuron towards {drive:.3g} mV "
+                f"(input_scale * Rmembrane), beyond float32's range: its potential would be inf "
+                "and it would never spike; use a smaller input_scale")
 
     @property
     def num_steps(self) -> int:

@@ -98,3 +98,14 @@ def test_neurons_without_input_fire_when_ioffset_drives_them(mnist_test):
     silent_pixels = (currents == 0).nonzero()
     fired = set(zip(fast.sample.tolist(), fast.neuron.tolist()))
     assert all((int(s), int(n)) in fired for s, n in silent_pixels[:50])
+
+
+def test_long_step_by_step_runs_show_progress_and_short_ones_do_not(monkeypatch, capsys):
+    from spike_encode.engines import stepper
+
+    currents = torch.full((2, 5), 20.0)
+    stepper.simulate_steps(currents, EncoderParams())
+    assert "simulating steps" not in capsys.readouterr().err
+    monkeypatch.setattr(stepper, "PROGRESS_NEURON_STEPS", 100)
+    ev = stepper.simulate_steps(currents, EncoderParams())
+    assert "simulating steps" in capsys.readouterr().err and len(ev) == 10

@@ -64,3 +64,27 @@ def test_params_are_hashable_and_digest_is_stable():
     a, b = EncoderParams(), EncoderParams.from_dict(EncoderParams().as_dict())
     assert a == b and hash(a) == hash(b) and a.digest() == b.digest()
     assert EncoderParams(input_scale=81.0).digest() != a.digest()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"dt": 1e-300}, "float32's smallest normal"),
+    ({"dt": 1e-7}, "2e\\+08 time steps, more than the 1,000,000"),
+    ({"present_time_ms": 1e6}, "1e\\+07 time steps"),
+    ({"input_scale": 1e300}, "input_scale must be finite in float32"),
+    ({"input_scale": 1e37}, "input_scale=1e\\+37 nA drives a neuron towards"),
+    ({"lif_params": {"C": 1e-40}}, "input_scale"),  # Rmembrane overflows float32
+    ({"lif_params": {"Vthresh": 1e39}}, r"lif_params\['Vthresh'\] must be finite in float32"),
+])
+def test_parameters_beyond_float32_or_sensible_windows_are_refused_before_any_work(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LatencyEncode(backend="torch", **kwargs)
+
+
+def test_numpy_scalars_are_numbers_like_python_floats():
+    import numpy as np
+
+    enc = LatencyEncode(backend="torch", dt=np.float32(0.5), present_time_ms=np.int64(20),
+                        input_scale=np.float64(80), lif_params={"TauM": np.float32(20)})
+    assert enc.params == EncoderParams(dt=float(np.float32(0.5)), present_time_ms=20.0, input_scale=80.0)
+    with pytest.raises(TypeError, match="dt must be a number"):
+        LatencyEncode(backend="torch", dt=np.bool_(True))

@@ -31,9 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..params import EncoderParams
 from .lif import ArrayT, LIFConstants, lif_step
+from .stepper import PROGRESS_NEURON_STEPS
 
 __all__ = ["CrossingTable", "crossing_table", "replay_first_crossing", "error_scale", "ENUMERATION_BUDGET"]
 
@@ -75,7 +77,8 @@ def replay_first_crossing(alpha: ArrayT, c: LIFConstants, num_steps: int) -> Arr
 def _replay_torch(alpha: torch.Tensor, c: LIFConstants, num_steps: int) -> torch.Tensor:
     v = torch.full_like(alpha, float(c.v_reset))
     first = torch.full(alpha.shape, num_steps + 1, dtype=torch.int64, device=alpha.device)
-    for n in range(1, num_steps + 1):
+    long_run = alpha.numel() * num_steps > PROGRESS_NEURON_STEPS
+    for n in tqdm(range(1, num_steps + 1), desc="replaying steps", unit="step", disable=not long_run, leave=False):
         v = lif_step(v, alpha, c)
         first = torch.where((v >= c.v_thresh) & (first > n), n, first)
     return first
@@ -85,7 +88,8 @@ def _replay_numpy(alpha: np.ndarray, c: LIFConstants, num_steps: int) -> np.ndar
     v = np.full_like(alpha, c.v_reset)
     first = np.full(alpha.shape, num_steps + 1, dtype=np.int64)
     never = np.int64(num_steps + 1)
-    for n in range(1, num_steps + 1):
+    long_run = alpha.size * num_steps > PROGRESS_NEURON_STEPS  # a very long window: show progress
+    for n in tqdm(range(1, num_steps + 1), desc="replaying steps", unit="step", disable=not long_run, leave=False):
         v = lif_step(v, alpha, c)
         np.minimum(first, np.where(v >= c.v_thresh, np.int64(n), never), out=first)
     return first
