@@ -12,6 +12,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
 from .engines.events import SpikeEvents
@@ -118,8 +121,35 @@ def to_times(spikes: torch.Tensor) -> torch.Tensor:
     return times[0] if spikes.ndim == 2 else times
 
 
+def _count(name: str, value: object) -> int:
+    """A positive int argument (Python or NumPy integer), else a clear error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_range(name: str, values: torch.Tensor, low: int, high: int) -> None:
+    """Raise ``ValueError`` naming the first of the 1-d ``values`` outside ``[low, high)``."""
+    bad = (values < low) | (values >= high)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        raise ValueError(f"{name} holds {values[first].item()!r} at position {first}, outside [{low}, {high})")
+
+
 def times_to_sparse(times: torch.Tensor, num_steps: int) -> torch.Tensor:
-    """Inverse of :func:`to_times`: ``(B, N)`` or ``(N,)`` first-spike steps to a sparse raster."""
+    """Inverse of :func:`to_times`: ``(B, N)`` or ``(N,)`` first-spike steps to a sparse raster.
+
+    Raises:
+        TypeError: ``times`` is not an integer tensor.
+        ValueError: a step outside ``-1 .. num_steps - 1`` (naming the first), or a bad shape.
+    """
+    num_steps = _count("num_steps", num_steps)
+    if not isinstance(times, torch.Tensor) or times.is_floating_point() or times.is_complex() or times.dtype == torch.bool:
+        raise TypeError(f"times must be an integer tensor of first-spike steps, got "
+                        f"{getattr(times, 'dtype', type(times).__name__)}")
+    if times.ndim not in (1, 2) or times.shape[-1] == 0:
+        raise ValueError(f"times must have shape (N,) or (B, N) with N > 0, got {tuple(times.shape)}")
+    _check_range("times", times.reshape(-1), -1, num_steps)
     single = times.ndim == 1
     times2 = times.reshape(1, -1) if single else times
     sample, neuron = (times2 >= 0).nonzero(as_tuple=True)
@@ -142,13 +172,52 @@ def to_events(spikes: torch.Tensor, dt: float) -> EventList:
 
 
 def events_to_sparse(events: EventList, dt: float, num_steps: int, num_neurons: int) -> torch.Tensor:
-    """Inverse of :func:`to_events`: a ``(B, T, N)`` sparse raster from per-image events."""
+    """Inverse of :func:`to_events`: a ``(B, T, N)`` sparse raster from per-image events.
+
+    ``times_ms`` are rounded to the nearest step (``round(t / dt)``); each image's pairs may
+    come in any order, but a spike may appear only once.
+
+    Raises:
+        ValueError: naming the first bad value: a time that is NaN, negative or not within
+            the window of ``num_steps`` steps, an id outside ``0 .. num_neurons - 1`` or not
+            an integer, a repeated spike, or mismatched lengths.
+    """
+    num_steps, num_neurons = _count("num_steps", num_steps), _count("num_neurons", num_neurons)
+    if not (isinstance(dt, numbers.Real) and math.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt must be a finite number > 0 (ms), got {dt!r}")
     if not events:
         raise ValueError("events is empty: need at least one image's (times_ms, ids)")
-    steps = [torch.round(torch.as_tensor(t, dtype=torch.float64) / dt).long() for t, _ in events]
-    ids = [torch.as_tensor(i).long() for _, i in events]
+    steps, ids = [], []
+    for b, pair in enumerate(events):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"events[{b}] must be a (times_ms, ids) pair, got {type(pair).__name__}")
+        t = torch.as_tensor(pair[0]).reshape(-1)
+        i = torch.as_tensor(pair[1]).reshape(-1)
+        if t.shape != i.shape:
+            raise ValueError(f"events[{b}] has {t.numel()} times but {i.numel()} ids")
+        if i.is_floating_point() and not bool((i == i.round()).all()):
+            raise ValueError(f"events[{b}] ids must be integers, got {i[i != i.round()][0].item()!r}")
+        if i.is_complex() or i.dtype == torch.bool or t.is_complex():
+            raise ValueError(f"events[{b}] must hold real times and integer ids, got {t.dtype} and {i.dtype}")
+        step = torch.round(t.to(torch.float64) / dt)
+        if bool(step.isnan().any()):
+            raise ValueError(f"events[{b}] times_ms holds NaN at position {int(step.isnan().nonzero()[0, 0])}")
+        outside = (step < 0) | (step >= num_steps)
+        if bool(outside.any()):
+            k = int(outside.nonzero()[0, 0])
+            raise ValueError(f"events[{b}] times_ms holds {t[k].item()!r} ms at position {k}, outside the "
+                             f"window [0, {num_steps * dt:g}) ms of {num_steps} steps of dt={dt} ms")
+        _check_range(f"events[{b}] ids", i, 0, num_neurons)
+        steps.append(step.long())
+        ids.append(i.long())
     sample = torch.cat([torch.full_like(s, b) for b, s in enumerate(steps)])
     ev = SpikeEvents.from_unsorted(sample, torch.cat(steps), torch.cat(ids), len(events), num_steps, num_neurons)
+    key = (ev.sample * num_steps + ev.step) * num_neurons + ev.neuron
+    repeated = key[1:] == key[:-1]
+    if bool(repeated.any()):
+        k = int(repeated.nonzero()[0, 0])
+        raise ValueError(f"events[{int(ev.sample[k])}] holds the spike of neuron {int(ev.neuron[k])} "
+                         f"at step {int(ev.step[k])} more than once")
     return spike_events_to_sparse(ev)
 
 
