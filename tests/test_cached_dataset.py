@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from spike_encode import EncoderParams, LatencyEncode
-from spike_encode.data import SpikeDataset, collate_spikes, encode_dataset
+from spike_encode.data import SpikeDataset, SpikeFileError, collate_spikes, encode_dataset
 
 from .loader_helpers import MNISTItems, SpikeIdentifier, assert_same_sparse
 
@@ -162,7 +162,7 @@ def test_dataset_pickles_small_and_reopens(cache):
 def test_other_files_and_bad_indices_are_refused(tmp_path, cache):
     bogus = tmp_path / "x.spikes"
     bogus.write_bytes(b"not a cache at all")
-    with pytest.raises(ValueError, match="not a spike_encode dataset file"):
+    with pytest.raises(SpikeFileError, match="x.spikes is not a valid spike file"):
         SpikeDataset(bogus)
     with pytest.raises(IndexError, match=f"{COUNT} is out of range"):
         SpikeDataset(cache)[COUNT]

@@ -9,6 +9,7 @@
 """
 
 from .cached_dataset import SpikeDataset, encode_dataset
+from .spike_file import SpikeFileError
 from .collation import CompactSpikes, EncodeCollate, ToCompact, collate_images, collate_spikes
 from .loader import SpikeLoader
 
@@ -16,6 +17,7 @@ __all__ = [
     "CompactSpikes",
     "EncodeCollate",
     "SpikeDataset",
+    "SpikeFileError",
     "SpikeLoader",
     "ToCompact",
     "collate_images",

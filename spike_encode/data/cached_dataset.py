@@ -1,24 +1,13 @@
 """Encode a dataset once to one file; read it back, memory-mapped, as a dataset of spikes.
 
-File layout (little-endian), version 1::
-
-    8 bytes   magic b"SPKENC01"
-    8 bytes   uint64 length L of the JSON header
-    L bytes   JSON header: format version, encoder parameters and their digest, T, N,
-              sample count, engine, and each array's dtype, shape and byte offset
-    padding   to a multiple of 64 bytes; the arrays follow, each 64-byte aligned:
-              offsets (n + 1,) int64   spikes of sample i are [offsets[i], offsets[i + 1])
-              step    (S,)     uint8/uint16/...  time step of each spike
-              neuron  (S,)     uint16/uint32     neuron of each spike
-              targets (n,)     int64
-
-Spikes of each sample are sorted by (step, neuron), as a coalesced sparse raster.
+The file is a safetensors container checked whole on open (:mod:`.spike_file`).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,16 +21,9 @@ from ..engines.events import SpikeEvents
 from ..formats import OUTPUT_FORMATS, events_to_output, sparse_to_events
 from ..params import EncoderParams
 from .loader import SpikeLoader
+from .spike_file import SpikeFileError, read_spike_file, spike_file_bytes
 
-__all__ = ["SpikeDataset", "encode_dataset"]
-
-_MAGIC = b"SPKENC01"
-_VERSION = 1
-_ALIGN = 64
-
-
-def _align(n: int) -> int:
-    return -(-n // _ALIGN) * _ALIGN
+__all__ = ["SpikeDataset", "SpikeFileError", "encode_dataset"]
 
 
 def _unsigned_dtype(size: int) -> np.dtype:
@@ -93,9 +75,13 @@ def encode_dataset(
 ) -> Path:
     """Encode every ``(image, target)`` of ``dataset`` with ``encoder`` into one file.
 
-    The file holds each image's spikes in compact dtypes, the integer targets, the
-    encoder's parameters and their :meth:`~spike_encode.EncoderParams.digest`. It is written
-    to a temporary name and renamed when complete. Images go through a
+    The file (a safetensors container, :mod:`~spike_encode.data.spike_file`) holds each
+    image's spikes in compact dtypes, the integer targets, the encoder's parameters, their
+    :meth:`~spike_encode.EncoderParams.digest` and a checksum. It is written to a new,
+    exclusively created temporary file beside ``path`` (made before encoding starts, so an
+    unwritable destination fails at once; removed on any failure) and renamed onto ``path``
+    when complete: concurrent writers of one path each publish a whole file, the last one
+    wins. Images go through a
     :class:`~spike_encode.data.SpikeLoader` (in order; ``num_workers`` load them), so
     :class:`SpikeDataset` ``(path)[i]`` is exactly ``encoder(dataset[i][0])``.
 
@@ -109,10 +95,45 @@ def encode_dataset(
 
     Returns:
         ``path`` as a ``Path``.
+
+    Raises:
+        OSError: ``path`` is a folder or its folder is not writable (before any encoding).
     """
     params = _encoder_params(encoder)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = _open_temporary(path)  # before any work: an unwritable destination fails now
+    try:
+        with os.fdopen(handle, "wb") as f:
+            header, arrays = _encode(dataset, encoder, params, path, batch_size, num_workers, progress)
+            f.write(spike_file_bytes(arrays, header))
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
+        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never a mix
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _open_temporary(path: Path) -> tuple[int, str]:
+    """A new, exclusively created file beside ``path`` (no link is followed), or a clear error."""
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write the spike file {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as err:
+        raise type(err)(err.errno, f"cannot write the spike file {path}: {err.strerror} "
+                        f"(in {path.parent})") from err
+
+
+def _encode(dataset: Dataset, encoder: Any, params: EncoderParams, path: Path, batch_size: int,
+            num_workers: int, progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Every image's spikes in compact dtypes, and the file's JSON header."""
     loader = SpikeLoader(dataset, _sparse_encoder(encoder), batch_size=batch_size, shuffle=False,
                          num_workers=num_workers)
     step_dtype = _unsigned_dtype(params.num_steps)
@@ -133,17 +154,11 @@ def encode_dataset(
     if num_neurons is None:
         raise ValueError("dataset is empty: nothing to encode")
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
-    chunks = {"offsets": [offsets], "step": steps, "neuron": neurons, "targets": [np.concatenate(targets)]}
-    arrays, position = {}, 0
-    for name, parts in chunks.items():
-        length = sum(len(p) for p in parts)
-        arrays[name] = {"dtype": parts[0].dtype.str, "shape": [length], "offset": position}
-        position = _align(position + length * parts[0].dtype.itemsize)
+    arrays = {"offsets": offsets, "step": np.concatenate(steps), "neuron": np.concatenate(neurons),
+              "targets": np.concatenate(targets)}
     from .. import __version__
 
     header = {
-        "format": "spike_encode.SpikeDataset",
-        "version": _VERSION,
         "spike_encode": __version__,
         "params": params.as_dict(),
         "digest": params.digest(),
@@ -151,32 +166,8 @@ def encode_dataset(
         "num_samples": len(offsets) - 1,
         "num_steps": params.num_steps,
         "num_neurons": num_neurons,
-        "arrays": arrays,
     }
-    text = json.dumps(header).encode()
-    data_start = _align(16 + len(text))
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as f:
-        f.write(_MAGIC + len(text).to_bytes(8, "little") + text)
-        for name, parts in chunks.items():
-            f.seek(data_start + arrays[name]["offset"])
-            for part in parts:
-                f.write(np.ascontiguousarray(part).tobytes())
-        f.truncate(data_start + position)
-    os.replace(tmp, path)
-    return path
-
-
-def _read_header(path: Path) -> tuple[dict[str, Any], int]:
-    with open(path, "rb") as f:
-        magic = f.read(8)
-        if magic != _MAGIC:
-            raise ValueError(f"{path} is not a spike_encode dataset file (magic {magic!r}, expected {_MAGIC!r})")
-        length = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(length))
-    if header.get("version") != _VERSION:
-        raise ValueError(f"{path} has file version {header.get('version')!r}; this spike_encode reads version {_VERSION}")
-    return header, _align(16 + length)
+    return header, arrays
 
 
 def _param_differences(stored: Mapping[str, Any], expected: Mapping[str, Any]) -> str:
@@ -203,10 +194,14 @@ class SpikeDataset(Dataset):
         output: ``"sparse"``, ``"dense"``, ``"times"`` or ``"events"``, when no encoder is given.
         time_first: with ``output="dense"``, as ``LatencyEncode``'s.
         mmap: memory-map the arrays (default) rather than read them into memory.
+        verify: check the arrays' checksum on open (reads the file once); ``False`` skips
+            it for files you trust. Sizes, dtypes, index ranges and order are always checked.
 
     Raises:
+        SpikeFileError: (a ``ValueError``) the file is not a spike file, is damaged or
+            truncated, or is an old version-1 file; nothing is returned from it.
         ValueError: the file's parameters differ from ``encoder``'s or ``params`` (naming
-            both digests and the differing values), or the file is not a valid cache.
+            both digests and the differing values).
     """
 
     def __init__(
@@ -218,6 +213,7 @@ class SpikeDataset(Dataset):
         output: str = "sparse",
         time_first: bool = False,
         mmap: bool = True,
+        verify: bool = True,
     ) -> None:
         if encoder is not None:
             if params is not None:
@@ -233,19 +229,13 @@ class SpikeDataset(Dataset):
         self.output = output
         self.time_first = bool(time_first)
         self.mmap = bool(mmap)
+        self.verify = bool(verify)
         self._expected = params
         self._open()
 
     def _open(self) -> None:
-        header, data_start = _read_header(self.path)
-        self.header = header
-        self.params = EncoderParams.from_dict(header["params"])
-        self.digest = header["digest"]
-        if self.params.digest() != self.digest:
-            raise ValueError(
-                f"{self.path}: stored digest {self.digest} does not match its stored parameters "
-                f"(digest {self.params.digest()}); the file is damaged or from another digest scheme"
-            )
+        self.header, self.params, self._arrays = read_spike_file(self.path, mmap=self.mmap, verify=self.verify)
+        self.digest = self.header["digest"]
         expected = self._expected
         if expected is not None and expected.digest() != self.digest:
             raise ValueError(
@@ -253,18 +243,8 @@ class SpikeDataset(Dataset):
                 f"have digest {expected.digest()} ({_param_differences(self.params.as_dict(), expected.as_dict())}); "
                 "encode the dataset again with encode_dataset for these parameters"
             )
-        self.num_steps = int(header["num_steps"])
-        self.num_neurons = int(header["num_neurons"])
-        self._arrays = {}
-        for name, spec in header["arrays"].items():
-            dtype, (count,), offset = np.dtype(spec["dtype"]), spec["shape"], data_start + spec["offset"]
-            if count == 0:
-                array = np.empty(0, dtype)
-            elif self.mmap:
-                array = np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=(count,))
-            else:
-                array = np.fromfile(self.path, dtype=dtype, count=count, offset=offset)
-            self._arrays[name] = array
+        self.num_steps = int(self.header["num_steps"])
+        self.num_neurons = int(self.header["num_neurons"])
         self._offsets = np.asarray(self._arrays["offsets"])  # small: always in memory
         self.targets = torch.from_numpy(np.array(self._arrays["targets"]))
 
