@@ -68,3 +68,15 @@ def test_failed_build_leaves_nothing_behind(tmp_path):
         pass
     assert not is_complete(tmp_path / cache_key({"k": 3}))
     assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_an_entry_whose_files_changed_since_the_build_is_rebuilt(tmp_path):
+    entry, _ = cached_build(tmp_path, {"k": 4}, _slow_build)
+    (entry / "part2").write_text("")  # truncated after the build, e.g. by a full disk
+    assert not is_complete(entry)
+    again, built = cached_build(tmp_path, {"k": 4}, _slow_build)
+    assert again == entry and built and (entry / "part2").read_text() == "b"
+    (entry / "part1").unlink()  # a file missing
+    assert cached_build(tmp_path, {"k": 4}, _slow_build)[1]
+    (entry / "COMPLETE.json").write_text("{not json")  # a damaged marker
+    assert cached_build(tmp_path, {"k": 4}, _slow_build)[1]

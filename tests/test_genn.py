@@ -83,8 +83,47 @@ def test_another_window_length_reuses_the_built_model(mnist_test, tmp_path):
     assert spikes.shape == (4, 300, 784) and torch.equal(spikes.to_dense(), expected.to_dense())
 
 
-def test_auto_picks_genn_when_it_can_run(cache):
-    assert LatencyEncode(cache_dir=cache).engine_name == "genn"
+def test_auto_takes_the_torch_engine_on_a_cpu_and_genn_for_what_only_genn_runs(cache):
+    assert LatencyEncode(cache_dir=cache).engine_name == "torch"
+    assert LatencyEncode(cache_dir=cache, device="cpu").engine_name == "torch"
+    assert LatencyEncode(cache_dir=cache, precision="double").engine_name == "genn"
+
+
+def test_building_prints_nothing_to_the_users_terminal(tmp_path, capfd, caplog, mnist_test):
+    import logging
+
+    with caplog.at_level(logging.DEBUG, logger="spike_encode.engines.genn_engine"):
+        enc = LatencyEncode(backend="genn", cache_dir=tmp_path)
+        enc(mnist_test[0][:2])
+    assert enc._engine.last_build[1]  # compiled now
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert any("building GeNN model" in r.getMessage() for r in caplog.records)  # there when asked for
+
+
+def test_a_damaged_cache_entry_is_rebuilt_once(tmp_path, mnist_test):
+    first = LatencyEncode(backend="genn", cache_dir=tmp_path)
+    expected = first(mnist_test[0][:3]).to_dense()
+    entry = first._engine.last_build[0]
+    for state in first._engine._loaded.values():
+        state["model"].unload()
+    library = next(entry.rglob("librunner.so"))
+    damaged = library.with_name("damaged")
+    damaged.write_bytes(library.read_bytes()[:1000])  # truncated, as a full disk leaves it
+    damaged.replace(library)
+    again = LatencyEncode(backend="genn", cache_dir=tmp_path)
+    assert torch.equal(again(mnist_test[0][:3]).to_dense(), expected)
+    assert again._engine.last_build == (entry, True)  # rebuilt in place
+
+
+def test_a_cache_folder_that_cannot_be_written_is_named(tmp_path):
+    from spike_encode import BackendUnavailableError
+
+    (tmp_path / "file").write_text("")
+    blocked = tmp_path / "file" / "cache"  # under a file: no folder can be made there
+    with pytest.raises(BackendUnavailableError, match=f"{blocked}, which is not writable.*SPIKE_ENCODE_CACHE"):
+        LatencyEncode(backend="genn", cache_dir=blocked)
+    assert LatencyEncode(cache_dir=blocked).engine_name == "torch"  # auto never needed it on a CPU
 
 
 def test_fused_arithmetic_needs_genns_cuda_backend(cache):
@@ -188,3 +227,28 @@ def test_concurrent_processes_building_the_same_model_are_safe(tmp_path, data_ro
     assert sorted(r["built"] for r in results) == [False, True]
     assert results[0]["nnz"] == results[1]["nnz"] > 0
     assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 1
+
+
+def test_an_entry_that_does_not_load_is_rebuilt_once_then_named(tmp_path, mnist_test, monkeypatch):
+    from spike_encode.engines.genn_engine import GeNNEngine
+
+    LatencyEncode(backend="genn", cache_dir=tmp_path)(mnist_test[0][:1])  # a complete entry
+    real, calls = GeNNEngine._load_entry, []
+
+    def fails_once(self, entry, *shape):  # e.g. a library built against another PyGeNN
+        calls.append(entry)
+        if len(calls) == 1:
+            raise RuntimeError("Unable to load library")
+        return real(self, entry, *shape)
+
+    monkeypatch.setattr(GeNNEngine, "_load_entry", fails_once)
+    enc = LatencyEncode(backend="genn", cache_dir=tmp_path)
+    assert torch.equal(enc(mnist_test[0][:1]).to_dense(), LatencyEncode(backend="torch")(mnist_test[0][:1]).to_dense())
+    assert len(calls) == 2 and enc._engine.last_build == (calls[0], True)
+
+    def always_fails(self, entry, *shape):
+        raise RuntimeError("Unable to load library")
+
+    monkeypatch.setattr(GeNNEngine, "_load_entry", always_fails)
+    with pytest.raises(RuntimeError, match=f"GeNN cache entry {calls[0]} was rebuilt and still does not load"):
+        LatencyEncode(backend="genn", cache_dir=tmp_path)(mnist_test[0][:1])

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import logging
 import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +32,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..build_cache import cached_build
+from ..build_cache import cached_build, discard
 from ..cache_dir import default_cache_dir
 from ..params import EncoderParams
 from .events import SpikeEvents
 
-__all__ = ["GeNNEngine", "NeuronSpec", "MAX_CUDA_BATCH", "genn_backends", "import_pygenn", "INSTALL_HINT"]
+__all__ = ["GeNNEngine", "NeuronSpec", "MAX_CUDA_BATCH", "genn_backends", "import_pygenn", "INSTALL_HINT",
+           "cache_is_writable", "cache_not_writable"]
 
 #: Largest ``model.batch_size`` used on GeNN's CUDA backend (1024 and up abort the process).
 MAX_CUDA_BATCH = 1000
@@ -59,6 +63,26 @@ def import_pygenn():
     except ImportError as err:
         raise BackendUnavailableError(f"backend='genn' needs PyGeNN, which is not installed. {INSTALL_HINT}") from err
     return pygenn
+
+
+def cache_is_writable(cache_dir: Path) -> bool:
+    """True if built models can be kept in ``cache_dir`` (created if missing)."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(cache_dir, os.W_OK | os.X_OK)
+
+
+def cache_not_writable(cache_dir: Path, err: object = None):
+    """The error for a GeNN cache folder that cannot hold built models."""
+    from ..backends import BackendUnavailableError
+    from ..cache_dir import CACHE_ENV
+
+    return BackendUnavailableError(
+        f"backend='genn' keeps its built models in {cache_dir}, which is not writable"
+        + (f" ({err})" if err else "") + f"; make that folder writable, or choose another with "
+        f"cache_dir= or ${CACHE_ENV}")
 
 
 def genn_backends() -> list[str]:
@@ -132,6 +156,41 @@ def _nvcc_flags(flags: str) -> Iterator[None]:
             os.environ["NVCC_APPEND_FLAGS"] = before
 
 
+_log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _quiet(what: str) -> Iterator[None]:
+    """Keep GeNN's code generator, ``make`` and compiler output (written to the process's
+    file descriptors 1 and 2) off the user's terminal. It goes to the ``logging`` logger of
+    this module at DEBUG level, and into the error message if ``what`` fails."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        failed = None
+        try:
+            yield
+        except Exception as err:  # noqa: BLE001 - re-raised below with the output
+            failed = err
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        sink.seek(0)
+        output = sink.read().decode(errors="replace")
+    if output:
+        _log.debug("%s:\n%s", what, output)
+    if failed is not None:
+        tail = "\n".join(output.strip().splitlines()[-20:])
+        raise RuntimeError(f"{what} failed: {failed}" + (f"\nGeNN's output ended:\n{tail}" if tail else "")) from failed
+
+
 def decode_recording(words: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``(T, batch, W)`` 32-bit spike words (bit i of word w = neuron 32*w + i) to
     ``(step, sample, neuron)`` index tensors, on the words' device."""
@@ -187,6 +246,8 @@ class GeNNEngine:
         self.neuron = neuron or NeuronSpec.tutorial_lif(params)
         self.precision = precision
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        if not cache_is_writable(self.cache_dir):
+            raise cache_not_writable(self.cache_dir)
         self.max_batch = max_batch
         self._loaded: dict[tuple[int, int], dict[str, Any]] = {}  # (capacity, N) -> model, oldest use first
         self.last_build: tuple[Path, bool] | None = None  # (entry, compiled now) of the last load
@@ -224,13 +285,28 @@ class GeNNEngine:
     def _load(self, batch: int, num_neurons: int) -> dict[str, Any]:
         def build(path: Path) -> None:
             model = self._define(batch, num_neurons)[0]
-            with _nvcc_flags(_NO_FMAD if self.backend == "cuda" and self.params.arithmetic == "ieee" else ""):
+            with _nvcc_flags(_NO_FMAD if self.backend == "cuda" and self.params.arithmetic == "ieee" else ""), \
+                    _quiet(f"building GeNN model in {path}"):
                 model.build(path_to_model=str(path))
 
-        entry, built_now = cached_build(self.cache_dir, self.description(batch, num_neurons), build)
-        model, pn, cs = self._define(batch, num_neurons)
-        model.build(path_to_model=str(entry), never_rebuild=True)
-        model.load(num_recording_timesteps=self.params.num_steps)
+        description = self.description(batch, num_neurons)
+        try:
+            entry, built_now = cached_build(self.cache_dir, description, build)
+        except OSError as err:
+            raise cache_not_writable(self.cache_dir, err) from err
+        try:
+            model, pn, cs = self._load_entry(entry, batch, num_neurons)
+        except RuntimeError as first:
+            if built_now:
+                raise RuntimeError(f"the GeNN model just built in {entry} does not load: {first}") from first
+            _log.warning("GeNN cache entry %s does not load (%s); rebuilding it", entry, first)
+            discard(entry)  # missing or damaged library: build it once more
+            entry, built_now = cached_build(self.cache_dir, description, build)
+            try:
+                model, pn, cs = self._load_entry(entry, batch, num_neurons)
+            except RuntimeError as second:
+                raise RuntimeError(f"GeNN cache entry {entry} was rebuilt and still does not load: {second}; "
+                                   f"remove it (or the cache folder {self.cache_dir}) and retry") from second
         self.last_build = (entry, built_now)
         state = {"model": model, "pn": pn, "cs": cs, "batch": batch, "num_neurons": num_neurons,
                  "record": pn._get_array("recordSpk", self.pygenn.types.Uint32)}
@@ -241,6 +317,15 @@ class GeNNEngine:
                 "record": torch.as_tensor(state["record"], device=self.device),
             }
         return state
+
+    def _load_entry(self, entry: Path, batch: int, num_neurons: int) -> tuple[Any, Any, Any]:
+        """Define the model again and load the compiled one from ``entry``; ``RuntimeError``
+        (with GeNN's output) if its library is missing or damaged."""
+        model, pn, cs = self._define(batch, num_neurons)
+        with _quiet(f"loading GeNN model from {entry}"):
+            model.build(path_to_model=str(entry), never_rebuild=True)
+            model.load(num_recording_timesteps=self.params.num_steps)
+        return model, pn, cs
 
     # ------------------------------------------------------------------- runs
     def _run(self, state: dict[str, Any], currents: torch.Tensor) -> tuple[torch.Tensor, ...]:
