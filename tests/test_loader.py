@@ -169,3 +169,18 @@ def test_batches_are_encoded_on_the_gpu(subset):
     assert all(s.device.type == "cuda" and t.device.type == "cuda" for s, t in batches)
     cpu = LatencyEncode(backend="torch")
     assert_same_sparse(torch.cat([s.cpu() for s, _ in batches]), cpu(images[:256]))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_refused_image_is_named_by_its_dataset_index(num_workers, mnist_test):
+    from torch.utils.data import TensorDataset
+
+    images = mnist_test[0][:64].clone()
+    images[37] = 0  # all-zero: cannot be normalised
+    images[50, 0, 3, 3] = 0  # fine
+    loader = SpikeLoader(TensorDataset(images, mnist_test[1][:64]), LatencyEncode(backend="torch"),
+                         batch_size=16, shuffle=True, num_workers=num_workers,
+                         generator=torch.Generator().manual_seed(3))
+    with pytest.raises(ValueError, match=r"^dataset index 37: the image has all-zero pixels"):
+        for _ in loader:
+            pass

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from .collation import _encoder_device, collate_images
 
@@ -72,6 +73,7 @@ class SpikeLoader(DataLoader):
                 or (isinstance(encode_threads, int) and not isinstance(encode_threads, bool) and encode_threads >= 1)):
             raise ValueError(f"encode_threads must be 'auto', None or an int >= 1, got {encode_threads!r}")
         self.encoder = encoder
+        self._drawn: deque = deque()  # dataset indices of the batches drawn, oldest first
         self.device = _encoder_device(encoder)
         self.encode_threads = encode_threads
         super().__init__(
@@ -87,11 +89,26 @@ class SpikeLoader(DataLoader):
             **kwargs,
         )
 
-    def __iter__(self) -> "_EncodingIterator":
-        return _EncodingIterator(super().__iter__(), self.encode_batch)
+    @property
+    def _index_sampler(self):  # DataLoader's iterators draw each batch's dataset indices here
+        return _RecordedIndices(super()._index_sampler, self._drawn)
 
-    def encode_batch(self, batch: tuple[torch.Tensor, Any]) -> tuple[Any, Any]:
-        """Encode one ``(images, targets)`` batch from the workers on the encoder's device."""
+    def __iter__(self) -> "_EncodingIterator":
+        batches = super().__iter__()
+        in_order = getattr(self, "in_order", True) and not isinstance(self.dataset, IterableDataset)
+        return _EncodingIterator(batches, self.encode_batch, self._drawn if in_order else None)
+
+    def encode_batch(self, batch: tuple[torch.Tensor, Any], indices: list[int] | None = None) -> tuple[Any, Any]:
+        """Encode one ``(images, targets)`` batch from the workers on the encoder's device.
+
+        ``indices``: the batch's dataset indices, named in the error if an image is refused.
+        """
+        try:
+            return self._encode(batch)
+        except ValueError as err:
+            raise _locate(err, self.encoder, batch[0], indices) from err
+
+    def _encode(self, batch: tuple[torch.Tensor, Any]) -> tuple[Any, Any]:
         images, targets = batch
         if self.device is not None:
             non_blocking = self.pin_memory and self.device.type != "cpu"
@@ -122,18 +139,55 @@ class SpikeLoader(DataLoader):
                 f"device={self.device}, encoder={self.encoder!r})")
 
 
-class _EncodingIterator:
-    """The DataLoader's iterator, with each batch encoded as it is taken."""
+def _locate(err: ValueError, encoder: Callable[[torch.Tensor], Any], images: Any,
+            indices: list[int] | None) -> ValueError:
+    """``err`` again, naming the dataset index of the first image the encoder refuses alone."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        return err
+    for position in range(images.shape[0]):
+        try:
+            encoder(images[position : position + 1])
+        except ValueError as alone:
+            where = f"dataset index {indices[position]}" if indices is not None else f"image {position} of the batch"
+            # the one-image batch's own words name its position 0: say "the image" instead
+            text = str(alone).replace("image 0 of the batch", "the image").replace("first: image 0, ", "first: ")
+            return type(err)(f"{where}: {text}")
+    return err
 
-    def __init__(self, batches: Iterator[Any], encode: Callable[[Any], tuple[Any, Any]]) -> None:
+
+class _RecordedIndices:
+    """A DataLoader's index sampler that also queues each batch's indices as it is drawn."""
+
+    def __init__(self, sampler: Iterable[Any], drawn: deque) -> None:
+        self._sampler, self._drawn = sampler, drawn
+
+    def __iter__(self) -> Iterator[Any]:
+        self._drawn.clear()
+        for indices in self._sampler:
+            self._drawn.append(indices)
+            yield indices
+
+    def __len__(self) -> int:
+        return len(self._sampler)
+
+
+class _EncodingIterator:
+    """The DataLoader's iterator, with each batch encoded as it is taken. Batches come in the
+    order their indices were drawn (``in_order``), so the oldest queued indices are theirs."""
+
+    def __init__(self, batches: Iterator[Any], encode: Callable[..., tuple[Any, Any]],
+                 drawn: deque | None) -> None:
         self._batches = batches
         self._encode = encode
+        self._drawn = drawn
 
     def __iter__(self) -> "_EncodingIterator":
         return self
 
     def __next__(self) -> tuple[Any, Any]:
-        return self._encode(next(self._batches))
+        batch = next(self._batches)
+        indices = self._drawn.popleft() if self._drawn else None
+        return self._encode(batch, list(indices) if indices is not None else None)
 
     def __len__(self) -> int:
         return len(self._batches)
