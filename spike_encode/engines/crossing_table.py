@@ -49,6 +49,16 @@ ENUMERATION_BUDGET = 200_000_000
 UNKNOWN = 0
 """Step code of a table piece the engine must replay."""
 
+_STEP_COST = 1_000
+"""Fixed cost of one replay step (its Python and NumPy/torch calls), in neuron-steps: a
+long window of a few neurons is slow for its number of steps, not of neurons."""
+
+
+def _long_replay(neurons: int, num_steps: int) -> bool:
+    """Whether replaying ``neurons`` for ``num_steps`` takes long enough (about ten seconds)
+    to show a progress bar."""
+    return (neurons + _STEP_COST) * num_steps > PROGRESS_NEURON_STEPS
+
 
 def error_scale(a: np.ndarray, v0: float, e: float) -> np.ndarray:
     """``k`` (mV) such that ``|float32 V_n - exact V_n| <= k * (1 - e**n)`` for relaxation
@@ -77,7 +87,7 @@ def replay_first_crossing(alpha: ArrayT, c: LIFConstants, num_steps: int) -> Arr
 def _replay_torch(alpha: torch.Tensor, c: LIFConstants, num_steps: int) -> torch.Tensor:
     v = torch.full_like(alpha, float(c.v_reset))
     first = torch.full(alpha.shape, num_steps + 1, dtype=torch.int64, device=alpha.device)
-    long_run = alpha.numel() * num_steps > PROGRESS_NEURON_STEPS
+    long_run = _long_replay(alpha.numel(), num_steps)
     for n in tqdm(range(1, num_steps + 1), desc="replaying steps", unit="step", disable=not long_run, leave=False):
         v = lif_step(v, alpha, c)
         first = torch.where((v >= c.v_thresh) & (first > n), n, first)
@@ -88,7 +98,7 @@ def _replay_numpy(alpha: np.ndarray, c: LIFConstants, num_steps: int) -> np.ndar
     v = np.full_like(alpha, c.v_reset)
     first = np.full(alpha.shape, num_steps + 1, dtype=np.int64)
     never = np.int64(num_steps + 1)
-    long_run = alpha.size * num_steps > PROGRESS_NEURON_STEPS  # a very long window: show progress
+    long_run = _long_replay(alpha.size, num_steps)  # a very long window: show progress
     for n in tqdm(range(1, num_steps + 1), desc="replaying steps", unit="step", disable=not long_run, leave=False):
         v = lif_step(v, alpha, c)
         np.minimum(first, np.where(v >= c.v_thresh, np.int64(n), never), out=first)
