@@ -184,3 +184,13 @@ def test_a_refused_image_is_named_by_its_dataset_index(num_workers, mnist_test):
     with pytest.raises(ValueError, match=r"^dataset index 37: the image has all-zero pixels"):
         for _ in loader:
             pass
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_an_item_collation_refuses_is_reported_with_its_batchs_dataset_indices(num_workers, mnist_test):
+    items = [(mnist_test[0][i], int(mnist_test[1][i])) for i in range(12)]
+    items[6] = (torch.zeros((1, 20, 20), dtype=torch.uint8), 0)  # another size
+    loader = SpikeLoader(items, LatencyEncode(backend="torch"), batch_size=4, num_workers=num_workers)
+    with pytest.raises(ValueError, match=r"image 2 is \(1, 20, 20\)[\s\S]*dataset indices \[4, 5, 6, 7\]"):
+        for _ in loader:
+            pass

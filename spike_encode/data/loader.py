@@ -185,7 +185,12 @@ class _EncodingIterator:
         return self
 
     def __next__(self) -> tuple[Any, Any]:
-        batch = next(self._batches)
+        try:
+            batch = next(self._batches)
+        except (ValueError, TypeError) as err:  # e.g. collate_images refusing an item, in a worker
+            if not self._drawn:
+                raise
+            raise type(err)(f"{err}\n(in the batch of dataset indices {list(self._drawn[0])})") from err
         indices = self._drawn.popleft() if self._drawn else None
         return self._encode(batch, list(indices) if indices is not None else None)
 
