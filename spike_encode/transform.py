@@ -166,7 +166,7 @@ class LatencyEncode(Transform):
         if not any(check_type(inpt, self._transformed_types) for inpt in flat_inputs):
             raise TypeError(
                 "images must be a torch.Tensor, a numpy array or a PIL image (alone or in a "
-                f"sample such as (image, label)), got {type(flat_inputs[0]).__name__ if len(flat_inputs) == 1 else 'none'}"
+                f"sample such as (image, label)), got {', '.join(sorted({type(i).__name__ for i in flat_inputs}))}"
             )
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Spikes:
