@@ -10,6 +10,7 @@ from .formats import (
     to_times,
 )
 from .params import TUTORIAL_LIF_PARAMS, EncoderParams, LIFParams
+from .tonic_format import TONIC_DTYPE
 from .transform import LatencyEncode, latency_encode
 
 __version__ = "0.1.0"
@@ -19,6 +20,7 @@ __all__ = [
     "EncoderParams",
     "LIFParams",
     "LatencyEncode",
+    "TONIC_DTYPE",
     "TUTORIAL_LIF_PARAMS",
     "events_to_sparse",
     "latency_encode",

@@ -2,22 +2,32 @@
 
 - ``sparse``: a coalesced sparse COO tensor of shape ``(B, T, N)`` (one image: ``(T, N)``),
   indices (sample, step, neuron), float32 values of 1. The default: a few KiB per image.
-- ``dense``: a bool raster ``(B, T, N)``, or ``(T, B, N)`` with ``time_first=True`` as
+- ``dense``: a 0/1 raster ``(B, T, N)``, float32 by default (what ``nn.Linear``, snnTorch and
+  Norse take; ``dtype=torch.bool`` for memory), or ``(T, B, N)`` with ``time_first=True`` as
   snnTorch and Norse training loops step through time.
 - ``times``: ``(B, N)`` int64 first-spike step per neuron, ``-1`` where it never fires;
   only for settings where a neuron fires at most once.
 - ``events``: per image, ``(times_ms, ids)`` as PyGeNN's ``spike_recording_data`` gives them
   (times relative to the window start, float64 ms; ids int64).
+- ``tonic``: per image, Tonic's structured ``(x, y, t, p)`` event array, ``t`` in µs
+  (:mod:`spike_encode.tonic_format`).
+
+With an ``image_shape`` ``(C, H, W)``, sparse, dense and times output keep the image's shape
+in place of ``N``: ``(B, T, C, H, W)`` (time-first dense ``(T, B, C, H, W)``), ``(B, C, H, W)``;
+neuron ``n`` is ``(c, h, w)`` row-major, ``n = (c * H + h) * W + w``.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from .engines.events import SpikeEvents
+from .tonic_format import events_to_tonic
 
 __all__ = [
     "OUTPUT_FORMATS",
@@ -32,7 +42,7 @@ __all__ = [
     "events_to_sparse",
 ]
 
-OUTPUT_FORMATS = ("sparse", "dense", "times", "events")
+OUTPUT_FORMATS = ("sparse", "dense", "times", "events", "tonic")
 
 EventList = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -67,20 +77,21 @@ def _check_sparse(spikes: torch.Tensor) -> None:
         raise ValueError(f"spikes must have shape (T, N) or (B, T, N), got {tuple(spikes.shape)}")
 
 
-def _events_to_dense(ev: SpikeEvents, time_first: bool) -> torch.Tensor:
+def _events_to_dense(ev: SpikeEvents, time_first: bool, dtype: torch.dtype) -> torch.Tensor:
     if time_first:
-        dense = torch.zeros((ev.num_steps, ev.batch_size, ev.num_neurons), dtype=torch.bool, device=ev.step.device)
-        dense[ev.step, ev.sample, ev.neuron] = True
+        dense = torch.zeros((ev.num_steps, ev.batch_size, ev.num_neurons), dtype=dtype, device=ev.step.device)
+        dense[ev.step, ev.sample, ev.neuron] = 1
     else:
-        dense = torch.zeros(ev.shape, dtype=torch.bool, device=ev.step.device)
-        dense[ev.sample, ev.step, ev.neuron] = True
+        dense = torch.zeros(ev.shape, dtype=dtype, device=ev.step.device)
+        dense[ev.sample, ev.step, ev.neuron] = 1
     return dense
 
 
-def to_dense(spikes: torch.Tensor, time_first: bool = False) -> torch.Tensor:
-    """Sparse raster to a bool raster; ``time_first`` gives ``(T, B, N)`` instead of ``(B, T, N)``."""
+def to_dense(spikes: torch.Tensor, time_first: bool = False, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Sparse raster to a 0/1 raster of ``dtype``; ``time_first`` gives ``(T, B, N)`` instead
+    of ``(B, T, N)``."""
     _check_sparse(spikes)
-    dense = _events_to_dense(sparse_to_events(spikes), time_first)
+    dense = _events_to_dense(sparse_to_events(spikes), time_first, dtype)
     return (dense[:, 0] if time_first else dense[0]) if spikes.ndim == 2 else dense
 
 
@@ -221,17 +232,56 @@ def events_to_sparse(events: EventList, dt: float, num_steps: int, num_neurons: 
     return spike_events_to_sparse(ev)
 
 
+def _shaped_sparse(ev: SpikeEvents, image_shape: tuple[int, int, int], batched: bool) -> torch.Tensor:
+    """The sparse format with ``(c, h, w)`` indices in place of the neuron's."""
+    _, height, width = image_shape
+    pixel = ev.neuron % (height * width)
+    rows = [ev.step, ev.neuron // (height * width), pixel // width, pixel % width]
+    shape = (ev.num_steps, *image_shape)
+    if batched:
+        rows, shape = [ev.sample, *rows], (ev.batch_size, *shape)
+    values = torch.ones(len(ev), dtype=torch.float32, device=ev.step.device)
+    # row-major (c, h, w) keeps the (sample, step, neuron) order: still coalesced
+    return torch.sparse_coo_tensor(torch.stack(rows), values, shape, is_coalesced=True, check_invariants=False)
+
+
+def _check_image_shape(image_shape: Sequence[int], num_neurons: int) -> tuple[int, int, int]:
+    shape = tuple(int(n) for n in image_shape)
+    if len(shape) != 3 or int(np.prod(shape)) != num_neurons:
+        raise ValueError(f"image_shape must be the (C, H, W) of the {num_neurons} neurons, got {tuple(image_shape)}")
+    return shape
+
+
 def events_to_output(ev: SpikeEvents, output: str, dt: float, time_first: bool = False,
-                     batched: bool = True) -> torch.Tensor | EventList:
-    """Render engine output in one of :data:`OUTPUT_FORMATS`; ``batched=False`` drops the
-    batch dimension of a single image."""
+                     batched: bool = True, *, dtype: torch.dtype = torch.float32,
+                     image_shape: Sequence[int] | None = None) -> torch.Tensor | EventList | list[np.ndarray]:
+    """Render engine output in one of :data:`OUTPUT_FORMATS`.
+
+    Args:
+        ev: the engine's spikes.
+        output: the format's name.
+        dt: time step (ms), for ``events`` and ``tonic`` timestamps.
+        time_first: ``dense`` as ``(T, B, ...)``.
+        batched: ``False`` drops the batch dimension of a single image.
+        dtype: element type of ``dense`` output (0/1 values).
+        image_shape: ``(C, H, W)`` of the images: ``sparse``, ``dense`` and ``times`` keep it
+            in place of ``N``; ``None`` gives flat ``N``. Required by ``tonic``.
+    """
+    shape = None if image_shape is None else _check_image_shape(image_shape, ev.num_neurons)
+    if output == "tonic":
+        if shape is None:
+            raise ValueError("output='tonic' needs the image_shape (C, H, W) for its x, y, p")
+        events = events_to_tonic(ev, dt, shape)
+        return events if batched else events[0]
     if output == "events":
         events = _events_to_list(ev, dt)
         return events if batched else events[0]
     if output == "times":
         times = _events_to_times(ev)
+        times = times if shape is None else times.reshape(-1, *shape)
         return times if batched else times[0]
     if output == "dense":
-        dense = _events_to_dense(ev, time_first)
+        dense = _events_to_dense(ev, time_first, dtype)
+        dense = dense if shape is None else dense.reshape(*dense.shape[:2], *shape)
         return dense if batched else dense[:, 0] if time_first else dense[0]
-    return spike_events_to_sparse(ev, batched)
+    return spike_events_to_sparse(ev, batched) if shape is None else _shaped_sparse(ev, shape, batched)

@@ -38,7 +38,10 @@ def test_sparse_output_is_a_few_kib_per_image(sparse):
 
 def test_dense_output_both_layouts(digits, sparse):
     dense = LatencyEncode(output="dense")(digits)
-    assert dense.dtype == torch.bool and torch.equal(dense, sparse.to_dense().bool())
+    assert dense.dtype == torch.float32 and torch.equal(dense, sparse.to_dense())
+    compact = LatencyEncode(output="dense", dtype=torch.bool)(digits)
+    assert compact.dtype == torch.bool and torch.equal(compact, dense.bool())
+    assert torch.equal(se.to_dense(sparse, dtype=torch.bool), compact)
     tf = LatencyEncode(output="dense", time_first=True)(digits)
     assert tf.shape == (200, 8, 784) and torch.equal(tf, dense.transpose(0, 1))
     assert torch.equal(se.to_sparse(tf, time_first=True).to_dense(), sparse.to_dense())
