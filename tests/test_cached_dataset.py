@@ -63,14 +63,22 @@ def test_item_is_exactly_what_the_encoder_returns_for_that_image(i, cache, enc, 
     assert target == label and isinstance(target, int)
 
 
-@pytest.mark.parametrize("kwargs", [dict(output="dense", time_first=True), dict(output="times"), dict(output="events")])
+@pytest.mark.parametrize("kwargs", [dict(output="dense", time_first=True), dict(output="times"), dict(output="events"),
+                                    dict(output="dense", dtype=torch.bool), dict(flatten=False),
+                                    dict(output="dense", time_first=True, flatten=False), dict(output="tonic")])
 def test_items_follow_the_encoders_output_format(kwargs, cache, mnist_items):
     other = LatencyEncode(backend="torch", **kwargs)
     ds = SpikeDataset(cache, other)
     image, _ = mnist_items[17]
     got, expected = ds[17][0], other(image)
-    if kwargs["output"] == "events":
+    if kwargs.get("output") == "events":
         assert all(torch.equal(g, e) and g.dtype == e.dtype for g, e in zip(got, expected))
+    elif kwargs.get("output") == "tonic":
+        import numpy as np
+
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    elif got.is_sparse:
+        assert_same_sparse(got, expected)
     else:
         assert got.dtype == expected.dtype and torch.equal(got, expected)
 

@@ -61,7 +61,8 @@ def test_a_valid_file_reads_back_exactly_with_and_without_mmap_and_checksum(smal
 
 @pytest.mark.parametrize("change, match", [
     (dict(num_steps=100), "header says 100 steps"),
-    (dict(num_neurons=700), "a spike of neuron 7"),
+    (dict(num_neurons=700, image_shape=None), "a spike of neuron 7"),
+    (dict(image_shape=[1, 28, 27]), "image_shape is \\[1, 28, 27\\] for 784 neurons"),
     (dict(num_samples=11), "13 offsets and 12 targets for 11 samples"),
     (dict(digest="0" * 64), "stored digest 0000"),
     (dict(params={"dt": "x"}), "damaged header"),

@@ -51,7 +51,29 @@ def _sparse_encoder(encoder: Any) -> Any:
 
     sparse = copy.copy(encoder)  # shares the engine; only the output format differs
     sparse.output = "sparse"
+    sparse.flatten = True
     return sparse
+
+
+class _ShapeRecorder:
+    """Calls ``encoder`` and remembers the shape of the images it was given."""
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder = encoder
+        self.device = getattr(encoder, "device", None)
+        self.image_shape: tuple[int, ...] | None = None
+
+    def __call__(self, images: torch.Tensor) -> Any:
+        self.image_shape = tuple(images.shape[1:])
+        return self.encoder(images)
+
+
+def _neuron_shape(encoder: Any, image_shape: tuple[int, ...] | None, num_neurons: int) -> list[int] | None:
+    """``(C, H, W)`` of the encoder's neurons for images of ``image_shape`` (``None`` if unknown)."""
+    if image_shape is None or not hasattr(encoder, "sensor_size"):
+        return None
+    width, height, channels = encoder.sensor_size(image_shape)
+    return [channels, height, width] if channels * height * width == num_neurons else None
 
 
 def _targets_array(targets: Any, count: int) -> np.ndarray:
@@ -134,8 +156,8 @@ def _open_temporary(path: Path) -> tuple[int, str]:
 def _encode(dataset: Dataset, encoder: Any, params: EncoderParams, path: Path, batch_size: int,
             num_workers: int, progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Every image's spikes in compact dtypes, and the file's JSON header."""
-    loader = SpikeLoader(dataset, _sparse_encoder(encoder), batch_size=batch_size, shuffle=False,
-                         num_workers=num_workers)
+    recorder = _ShapeRecorder(_sparse_encoder(encoder))
+    loader = SpikeLoader(dataset, recorder, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     step_dtype = _unsigned_dtype(params.num_steps)
     counts, steps, neurons, targets = [], [], [], []
     num_neurons = None
@@ -166,6 +188,7 @@ def _encode(dataset: Dataset, encoder: Any, params: EncoderParams, path: Path, b
         "num_samples": len(offsets) - 1,
         "num_steps": params.num_steps,
         "num_neurons": num_neurons,
+        "image_shape": _neuron_shape(encoder, recorder.image_shape, num_neurons),
     }
     return header, arrays
 
@@ -187,12 +210,13 @@ class SpikeDataset(Dataset):
 
     Args:
         path: file written by :func:`encode_dataset`.
-        encoder: if given, its parameters must match the file's, and its ``output`` and
-            ``time_first`` decide the items' format.
+        encoder: if given, its parameters must match the file's, and its ``output``,
+            ``time_first``, ``dtype`` and ``flatten`` decide the items' format.
         params: parameters the file must have been encoded with (``EncoderParams`` or its
             ``as_dict()``), when no encoder is given.
-        output: ``"sparse"``, ``"dense"``, ``"times"`` or ``"events"``, when no encoder is given.
-        time_first: with ``output="dense"``, as ``LatencyEncode``'s.
+        output, time_first, dtype, flatten: the items' format, as ``LatencyEncode``'s, when no
+            encoder is given (``flatten=False`` and ``output="tonic"`` use the image shape
+            recorded in the file).
         mmap: memory-map the arrays (default) rather than read them into memory.
         verify: check the arrays' checksum on open (reads the file once); ``False`` skips
             it for files you trust. Sizes, dtypes, index ranges and order are always checked.
@@ -212,6 +236,8 @@ class SpikeDataset(Dataset):
         params: EncoderParams | Mapping[str, float] | None = None,
         output: str = "sparse",
         time_first: bool = False,
+        dtype: torch.dtype = torch.float32,
+        flatten: bool = True,
         mmap: bool = True,
         verify: bool = True,
     ) -> None:
@@ -221,6 +247,8 @@ class SpikeDataset(Dataset):
             params = _encoder_params(encoder)
             output = getattr(encoder, "output", output)
             time_first = getattr(encoder, "time_first", time_first)
+            dtype = getattr(encoder, "dtype", dtype)
+            flatten = getattr(encoder, "flatten", flatten)
         if output not in OUTPUT_FORMATS:
             raise ValueError(f"output={output!r} is not one of {OUTPUT_FORMATS}")
         if params is not None and not isinstance(params, EncoderParams):
@@ -228,6 +256,8 @@ class SpikeDataset(Dataset):
         self.path = Path(path)
         self.output = output
         self.time_first = bool(time_first)
+        self.dtype = dtype
+        self.flatten = bool(flatten)
         self.mmap = bool(mmap)
         self.verify = bool(verify)
         self._expected = params
@@ -259,6 +289,17 @@ class SpikeDataset(Dataset):
             raise IndexError(f"index {i} is out of range for a SpikeDataset of {n} samples")
         return i % n
 
+    def _render(self, ev: SpikeEvents, batched: bool) -> Any:
+        """Spikes in the items' format (the encoder's, or the one given)."""
+        image_shape = None
+        if self.output == "tonic" or not self.flatten:
+            image_shape = self.header.get("image_shape")
+            if image_shape is None:
+                raise ValueError(f"{self.path} records no image shape, which output={self.output!r}"
+                                 f"{'' if self.flatten else ' with flatten=False'} needs")
+        return events_to_output(ev, self.output, self.params.dt, self.time_first, batched,
+                                dtype=self.dtype, image_shape=image_shape)
+
     def _events(self, indices: np.ndarray) -> SpikeEvents:
         starts, stops = self._offsets[indices], self._offsets[indices + 1]
         counts = stops - starts
@@ -273,7 +314,7 @@ class SpikeDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[Any, int]:
         i = self._index(i)
         ev = self._events(np.array([i]))
-        spikes = events_to_output(ev, self.output, self.params.dt, self.time_first, batched=False)
+        spikes = self._render(ev, batched=False)
         return spikes, int(self.targets[i])
 
     def get_batch(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> tuple[Any, torch.Tensor]:
@@ -291,7 +332,7 @@ class SpikeDataset(Dataset):
         if bad.any():
             raise IndexError(f"index {int(idx[bad][0])} is out of range for a SpikeDataset of {n} samples")
         idx = idx.astype(np.int64) % n
-        spikes = events_to_output(self._events(idx), self.output, self.params.dt, self.time_first)
+        spikes = self._render(self._events(idx), batched=True)
         return spikes, self.targets[torch.from_numpy(idx)]
 
     def loader(

@@ -13,8 +13,8 @@ targets    int64, ``n``            class target of each sample
 =========  ======================  ============================================
 
 The safetensors metadata holds the format name and version, a JSON header (encoder
-parameters and their digest, ``num_samples``, ``num_steps``, ``num_neurons``, engine,
-spike_encode version) and a BLAKE2b checksum of the arrays. safetensors parses the container
+parameters and their digest, ``num_samples``, ``num_steps``, ``num_neurons``, the neurons'
+``image_shape`` ``[C, H, W]`` (or null), engine, spike_encode version) and a BLAKE2b checksum of the arrays. safetensors parses the container
 (a JSON header and raw little-endian arrays: nothing is executed or unpickled); this module
 checks everything else before any spike is returned: dtypes against an allow-list, sizes
 against the header, index ranges and order, the parameters' digest and, unless told the file
@@ -145,6 +145,11 @@ def _header(path: Path, metadata: Mapping[str, str]) -> tuple[dict[str, Any], En
             value = header[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "num_samples" else 1):
                 raise ValueError(f"{key} is {value!r}")
+        shape = header.get("image_shape")
+        if shape is not None and not (isinstance(shape, list) and len(shape) == 3
+                                      and all(type(x) is int and x > 0 for x in shape)
+                                      and shape[0] * shape[1] * shape[2] == header["num_neurons"]):
+            raise ValueError(f"image_shape is {shape!r} for {header['num_neurons']} neurons")
     except (KeyError, TypeError, ValueError) as err:
         raise SpikeFileError(f"{path} has a damaged header ({type(err).__name__}: {err})") from err
     if params.digest() != header.get("digest"):
