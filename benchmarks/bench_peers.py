@@ -83,7 +83,7 @@ def all_rows(devices: list[str]) -> list[Row]:
                 True, True)]
     for device in devices:
         for fmt in FORMATS:
-            out = {"sparse": "sparse COO (B, T, N)", "dense": "bool (B, T, N)",
+            out = {"sparse": "sparse COO (B, T, N)", "dense": "float32 (B, T, N)",
                    "times": "int64 first-spike step (B, N)", "events": "per image (times f64, ids i64)"}[fmt]
             rows.append(Row(f"spike_encode:torch:{device}:{fmt}", f"spike_encode torch, {device}, output='{fmt}'",
                             "GeNN LIF, exact float32", out, True, False))
