@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .engines.events import SpikeEvents
+from .memory_guard import check_fits
 from .tonic_format import events_to_tonic
 
 __all__ = [
@@ -78,6 +79,10 @@ def _check_sparse(spikes: torch.Tensor) -> None:
 
 
 def _events_to_dense(ev: SpikeEvents, time_first: bool, dtype: torch.dtype) -> torch.Tensor:
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    check_fits(ev.batch_size * ev.num_steps * ev.num_neurons * itemsize, ev.step.device,
+               f"a dense {dtype} raster of {ev.batch_size} images x {ev.num_steps:,} steps x {ev.num_neurons} neurons",
+               "use output='sparse' (or 'times'), smaller batches, or dtype=torch.bool")
     if time_first:
         dense = torch.zeros((ev.num_steps, ev.batch_size, ev.num_neurons), dtype=dtype, device=ev.step.device)
         dense[ev.step, ev.sample, ev.neuron] = 1

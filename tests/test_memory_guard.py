@@ -1,0 +1,40 @@
+"""A dense raster larger than the device's memory is refused before it is allocated, with the
+figure named; ordinary batches are untouched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spike_encode.engines.events import SpikeEvents
+from spike_encode.formats import events_to_output, to_dense
+from spike_encode.memory_guard import device_memory_bytes
+
+CPU = torch.device("cpu")
+T, N = 1_000_000, 784
+
+
+def _too_many_images() -> int:
+    total = device_memory_bytes(CPU)
+    if total is None:
+        pytest.skip("this system does not tell its memory size")
+    return total // (T * N) + 1
+
+
+def test_a_dense_batch_larger_than_memory_is_refused_naming_its_size():
+    B = _too_many_images()
+    none = torch.zeros(0, dtype=torch.int64)
+    ev = SpikeEvents(none, none, none, B, T, N)
+    gb = B * T * N * 4 / 1e9  # float32, the default
+    with pytest.raises(MemoryError, match=rf"float32 raster of {B} images x 1,000,000 steps x 784 neurons needs {gb:,.1f} GB"
+                                          r".*of memory on cpu; use output='sparse'"):
+        events_to_output(ev, "dense", dt=0.1)
+    spikes = torch.sparse_coo_tensor(torch.zeros((3, 0), dtype=torch.int64), torch.zeros(0), (B, T, N))
+    with pytest.raises(MemoryError, match="GB"):
+        to_dense(spikes, time_first=True)
+
+
+def test_a_dense_batch_that_fits_is_built(enc, mnist_test):
+    spikes = enc(mnist_test[0][:4])
+    dense = to_dense(spikes)
+    assert dense.shape == (4, enc.num_steps, 784) and int(dense.sum()) == spikes._nnz()
