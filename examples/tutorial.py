@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from spike_encode import LatencyEncode
-from spike_encode.mnist import load_mnist
+from spike_encode.datasets import load_mnist
 from spike_encode.plots import save_rasters
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
