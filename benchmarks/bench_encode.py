@@ -20,7 +20,7 @@ from spike_encode import LatencyEncode
 from spike_encode.engines import simulate_steps
 from spike_encode.engines.crossing_table import crossing_table
 from spike_encode.inputs import normalised_currents
-from spike_encode.mnist import load_mnist
+from spike_encode.datasets import load_mnist
 from spike_encode.params import ARITHMETICS
 
 

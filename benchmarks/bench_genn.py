@@ -23,7 +23,7 @@ from common import DEFAULT_DATA, DEFAULT_GOLDEN, machine, save
 from seed_loop import run_seed_loop
 from spike_encode import LatencyEncode
 from spike_encode.formats import sparse_to_events
-from spike_encode.mnist import load_mnist
+from spike_encode.datasets import load_mnist
 
 
 def keys_of(enc: LatencyEncode, images: torch.Tensor, batch: int) -> tuple[np.ndarray, float]:

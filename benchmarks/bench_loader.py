@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Subset
 from common import DEFAULT_DATA, machine, save
 from spike_encode import LatencyEncode
 from spike_encode.data import SpikeDataset, SpikeLoader, collate_images, encode_dataset
-from spike_encode.mnist import load_mnist, mnist_dataset
+from spike_encode.datasets import load_mnist, mnist_dataset
 
 
 class TimedEncoder:

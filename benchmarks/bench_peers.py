@@ -278,7 +278,7 @@ def run_worker(row_id: str, opts: dict) -> dict:
     except Skip as skip:
         return {"skipped": str(skip)}
     n, bs = opts["images"], opts["batch_size"]
-    # the first n test images as uint8 (B, 1, 28, 28), as spike_encode.mnist.load_mnist gives them
+    # the first n test images as uint8 (B, 1, 28, 28), as spike_encode.datasets.load_mnist gives them
     images = torch.from_numpy(load_mnist_idx(opts["data_root"], n)).reshape(n, 1, 28, 28).to(device)
     batches = [images[i : i + bs] for i in range(0, n, bs)]
     cuda = device.startswith("cuda")

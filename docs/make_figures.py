@@ -25,7 +25,7 @@ import torch
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # a checkout without spike_encode installed
 
 from spike_encode import LatencyEncode, to_times  # noqa: E402
-from spike_encode.mnist import load_mnist  # noqa: E402
+from spike_encode.datasets import load_mnist  # noqa: E402
 from spike_encode.plots import save_rasters  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -51,7 +51,7 @@ if str(REPO) not in sys.path:  # run from a checkout without installing the pack
     sys.path.insert(0, str(REPO))
 
 from spike_encode import LatencyEncode  # noqa: E402
-from spike_encode.mnist import mnist_dataset  # noqa: E402
+from spike_encode.datasets import mnist_dataset  # noqa: E402
 
 RESULTS = HERE / "results"
 NETS = ("torch", "snntorch", "norse")

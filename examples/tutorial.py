@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from spike_encode import LatencyEncode
-from spike_encode.mnist import load_mnist
-from spike_encode.plots import save_rasters
+from spike_encode import LatencyEncode, save_rasters
+from spike_encode.datasets import load_mnist
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--data-root", default=None, help="folder holding MNIST/raw (downloaded if missing)")

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv in the repository root if needed and install spike_encode into it (editable),
-# with the extras named in $1 (comma-separated, e.g. "test"). Prints the venv's python.
+# with the extras named in $1 (comma-separated, e.g. "test" or "plot"). Prints the venv's python.
+# pip gets scripts/constraints.txt: the torch and torchvision releases this project is tested
+# with (the package itself does not cap them).
 # The venv sees the base interpreter's packages (--system-site-packages), so a PyGeNN that
 # you installed there from GeNN's release (see README) is used by the genn backend and tests.
 set -euo pipefail
@@ -12,5 +14,6 @@ if [ ! -x "$root/.venv/bin/python" ]; then
 fi
 target="$root"
 [ -n "$extras" ] && target="$root[$extras]"
-"$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$target" >&2
+"$root/.venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+  -c "$root/scripts/constraints.txt" -e "$target" >&2
 echo "$root/.venv/bin/python"

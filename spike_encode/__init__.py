@@ -1,5 +1,7 @@
 """spike_encode: images to latency-coded spike trains of GeNN LIF neurons, in PyTorch."""
 
+from typing import TYPE_CHECKING
+
 from .backends import BackendUnavailableError
 from .formats import (
     events_to_sparse,
@@ -13,7 +15,22 @@ from .params import TUTORIAL_LIF_PARAMS, EncoderParams, LIFParams
 from .tonic_format import TONIC_DTYPE
 from .transform import LatencyEncode, latency_encode
 
+if TYPE_CHECKING:  # the plotting helpers are imported lazily, see __getattr__
+    from .plots import plot_rasters, save_rasters
+
 __version__ = "0.1.0"
+
+_PLOTTING = ("plot_rasters", "save_rasters")
+
+
+def __getattr__(name: str):
+    """Plotting helpers, imported on first use so ``import spike_encode`` needs no matplotlib."""
+    if name in _PLOTTING:
+        from . import plots
+
+        return getattr(plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BackendUnavailableError",
@@ -24,6 +41,8 @@ __all__ = [
     "TUTORIAL_LIF_PARAMS",
     "events_to_sparse",
     "latency_encode",
+    "plot_rasters",
+    "save_rasters",
     "times_to_sparse",
     "to_dense",
     "to_events",

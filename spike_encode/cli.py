@@ -1,59 +1,188 @@
-"""The ``spike-encode`` command line."""
+"""The spike-encode command line: encode image datasets to spike files, plot rasters, report
+backends. Errors in what was asked (an option value, a missing dataset, an unavailable
+device, an unwritable output) print one line, "spike-encode: error: ...", and exit with
+status 2."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import math
 import os
 import platform
+import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 import torch
 
+from . import __version__
+from .backends import BackendUnavailableError
 from .cache_dir import CACHE_ENV, default_cache_dir
+from .datasets import DATA_ENV, DATASETS, EMNIST_SPLITS, image_dataset, parse_dataset_name
 from .formats import sparse_to_events
-from .mnist import DATA_ENV, load_mnist, mnist_dataset
 from .params import ARITHMETICS, EncoderParams
-from .plots import save_rasters
 from .transform import LatencyEncode
 
 __all__ = ["main"]
 
+PROG = "spike-encode"
+
+
+class _UsageError(Exception):
+    """What was asked cannot be done here (e.g. a device PyTorch does not see)."""
+
+
+#: Errors that say what was asked cannot be done; reported in one line, exit status 2.
+_USER_ERRORS = (ValueError, TypeError, OSError, BackendUnavailableError, _UsageError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line, like the command's other errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none or the help text says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _number(kind: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    """An argparse type: ``kind(text)`` where ``ok`` accepts it, else an error naming ``what``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+_positive_int = _number(int, lambda v: v > 0, "a positive integer")
+_count = _number(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive finite number")
+_finite_float = _number(float, math.isfinite, "a finite number")
+
+
+def _device(text: str) -> str:
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    return text
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="MNIST", metavar="NAME",
+                        help=f"one of {', '.join(DATASETS)}; EMNIST-<split> names an EMNIST split")
+    parser.add_argument("--emnist-split", choices=EMNIST_SPLITS, default=None,
+                        help="EMNIST's split (or use --dataset EMNIST-<split>)")
+    parser.add_argument("--data-root", default=None,
+                        help=f"folder torchvision reads the dataset from (default: ${DATA_ENV} or ./data); "
+                             "for ImageFolder the folder of class sub-folders of images")
+    parser.add_argument("--split", choices=("train", "test"), default=None,
+                        help="dataset split (default: test; not for ImageFolder)")
+    parser.add_argument("--download", action="store_true",
+                        help="download the dataset into --data-root when missing (MNIST is downloaded anyway)")
+
 
 def _add_encoder_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", default=None,
-                        help=f"folder holding MNIST/raw (default: ${DATA_ENV} or ./data; downloaded if missing)")
-    parser.add_argument("--split", choices=("train", "test"), default="test")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "genn"))
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--batch-size", type=int, default=1000)
     defaults = EncoderParams()
-    parser.add_argument("--dt", type=float, default=defaults.dt, help="time step (ms)")
-    parser.add_argument("--present-time-ms", type=float, default=defaults.present_time_ms,
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "genn"),
+                        help="engine: auto picks GeNN where PyGeNN can run on the device, else torch")
+    parser.add_argument("--device", type=_device, default=None,
+                        help="torch device to encode on, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--dt", type=_positive_float, default=defaults.dt, help="time step (ms)")
+    parser.add_argument("--present-time-ms", type=_positive_float, default=defaults.present_time_ms,
                         help="presentation window (ms)")
-    parser.add_argument("--input-scale", type=float, default=defaults.input_scale,
+    parser.add_argument("--input-scale", type=_finite_float, default=defaults.input_scale,
                         help="current (nA) of a whole normalised image")
     parser.add_argument("--arithmetic", choices=ARITHMETICS, default=defaults.arithmetic,
-                        help="ieee: GeNN's CPU backend (the default); fma: GeNN's default CUDA build")
+                        help="ieee: as GeNN's CPU backend; fma: as GeNN's default CUDA build")
+
+
+def _add_batch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=_positive_int, default=1000, help="images encoded at once")
+    parser.add_argument("--num-workers", type=_count, default=0, help="DataLoader workers loading images")
+    parser.add_argument("--limit", type=_positive_int, default=None,
+                        help="encode only the first N images (default: all)")
 
 
 def _make_encoder(args: argparse.Namespace) -> LatencyEncode:
-    return LatencyEncode(dt=args.dt, present_time_ms=args.present_time_ms, input_scale=args.input_scale,
-                         backend=args.backend, device=args.device, arithmetic=args.arithmetic)
+    try:
+        return LatencyEncode(dt=args.dt, present_time_ms=args.present_time_ms, input_scale=args.input_scale,
+                             backend=args.backend, device=args.device, arithmetic=args.arithmetic)
+    except RuntimeError as err:  # e.g. --device cuda where PyTorch sees no GPU
+        raise _UsageError(str(err)) from err
+
+
+def _dataset(args: argparse.Namespace) -> tuple[Any, str]:
+    """The chosen dataset (limited to --limit images) and how to name it to the user."""
+    from torch.utils.data import Subset
+
+    dataset = image_dataset(args.dataset, args.data_root, args.split, emnist_split=args.emnist_split,
+                            download=True if args.download else None)
+    name, emnist_split = parse_dataset_name(args.dataset, args.emnist_split)
+    label = f"ImageFolder {args.data_root}" if name == "ImageFolder" else (
+        f"{name}{'-' + emnist_split if emnist_split else ''} {args.split or 'test'}")
+    if getattr(args, "limit", None):
+        dataset = Subset(dataset, range(min(args.limit, len(dataset))))
+    return dataset, label
+
+
+def _writable(path: Path, force: bool) -> Path:
+    """``path``, after making sure a file can be written there (before any encoding)."""
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+    if path.is_dir():
+        raise IsADirectoryError(f"--out {path} is a folder, not a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise OSError(f"cannot write --out {path}: {err}") from None
+    return path
+
+
+def _default_name(args: argparse.Namespace, enc: LatencyEncode) -> str:
+    """``<dataset>-<split>[-first<N>]-<digest>.spikes``: what the file holds."""
+    name, emnist_split = parse_dataset_name(args.dataset, args.emnist_split)
+    if name == "ImageFolder":
+        source = f"imagefolder-{Path(args.data_root).resolve().name}"
+    else:
+        source = f"{name.lower()}{'-' + emnist_split if emnist_split else ''}-{args.split or 'test'}"
+    first = f"-first{args.limit}" if args.limit else ""
+    return f"{source}{first}-{enc.params.digest()[:12]}.spikes"
 
 
 def _demo(args: argparse.Namespace) -> None:
-    images, labels = load_mnist(args.data_root, train=args.split == "train")
-    if args.limit:
-        images, labels = images[: args.limit], labels[: args.limit]
+    from .data import SpikeLoader
+    from .plots import save_rasters
+
     enc = _make_encoder(args)
+    dataset, label = _dataset(args)
+    png = _writable(Path(args.out) / "raster.png", force=True)
     print(enc)
-    dt, num_neurons = enc.params.dt, images[0].numel()
+    loader = SpikeLoader(dataset, enc, batch_size=args.batch_size, num_workers=args.num_workers)
     start = time.perf_counter()
-    batches = [enc(images[i : i + args.batch_size]) for i in range(0, len(images), args.batch_size)]
+    batches, labels = zip(*loader)
     elapsed = time.perf_counter() - start
+    count, dt = len(dataset), enc.params.dt
+    num_neurons = batches[0].shape[2]
     counts, firsts, means = [], [], []
     for batch in batches:
         ev = sparse_to_events(batch.cpu())
@@ -65,43 +194,39 @@ def _demo(args: argparse.Namespace) -> None:
         counts.append(n)
         firsts.append(first * dt)
         means.append(total / n.clamp(min=1) * dt)
-    counts, firsts, means = torch.cat(counts), torch.cat(firsts), torch.cat(means)
-    print(f"\nencoded {len(images)} MNIST {args.split} images in {elapsed:.2f} s "
-          f"({len(images) / elapsed:,.0f} images/s, {enc.engine_name} engine)")
+    counts, firsts, means, targets = torch.cat(counts), torch.cat(firsts), torch.cat(means), torch.cat(labels)
+    print(f"\nencoded {count} {label} images in {elapsed:.2f} s "
+          f"({count / elapsed:,.0f} images/s, {enc.engine_name} engine)")
     print(f"\n{'image':>6} {'label':>5} {'spikes':>6} {'active %':>8} {'first ms':>8} {'mean ms':>8}")
-    for i in range(min(args.show, len(images))):
-        print(f"{i:>6} {int(labels[i]):>5} {int(counts[i]):>6} {100 * int(counts[i]) / num_neurons:>8.1f} "
+    for i in range(min(args.show, count)):
+        print(f"{i:>6} {int(targets[i]):>5} {int(counts[i]):>6} {100 * int(counts[i]) / num_neurons:>8.1f} "
               f"{float(firsts[i]):>8.1f} {float(means[i]):>8.2f}")
     c = counts.double()
     print(f"\nspikes per image: mean {c.mean():.1f}, min {int(c.min())}, max {int(c.max())}; "
           f"first spike {firsts.nanmean():.2f} ms, mean latency {means.nanmean():.2f} ms on average")
-    sparse_bytes = sum(b.indices().numel() * 8 + b.values().numel() * 4 for b in batches) / len(images)
+    sparse_bytes = sum(b.indices().numel() * 8 + b.values().numel() * 4 for b in batches) / count
     print(f"sparse output: {sparse_bytes / 1024:.1f} KiB per image "
           f"(a dense float32 raster would be {enc.num_steps * num_neurons * 4 / 1024:.0f} KiB)")
-    titles = [f"{args.split} image {i}, label {int(labels[i])}" for i in range(min(4, len(images)))]
-    first_four = batches[0].index_select(0, torch.arange(len(titles)))
-    path = save_rasters(first_four, dt, Path(args.out) / "raster.png", titles)
-    print(f"raster of the first {len(titles)} images: {path}")
+    shown = min(4, len(batches[0]))
+    titles = [f"{label} image {i}, label {int(targets[i])}" for i in range(shown)]
+    save_rasters(batches[0].index_select(0, torch.arange(shown)), dt, png, titles)
+    print(f"raster of the first {shown} images: {png}")
 
 
 def _encode(args: argparse.Namespace) -> None:
-    from torch.utils.data import Subset
-
     from .data import SpikeDataset, encode_dataset
 
     enc = _make_encoder(args)
-    dataset = mnist_dataset(args.data_root, train=args.split == "train")
-    if args.limit:
-        dataset = Subset(dataset, range(min(args.limit, len(dataset))))
-    out = Path(args.out) if args.out else (
-        default_cache_dir() / "datasets" / f"mnist-{args.split}-{enc.params.digest()[:12]}.spikes")
+    dataset, label = _dataset(args)
+    out = Path(args.out) if args.out else default_cache_dir() / "datasets" / _default_name(args, enc)
+    _writable(out, args.force)
     print(enc)
     start = time.perf_counter()
     encode_dataset(dataset, enc, out, batch_size=args.batch_size, num_workers=args.num_workers,
                    progress=not args.no_progress)
     elapsed = time.perf_counter() - start
     ds = SpikeDataset(out, enc)
-    print(f"encoded {len(ds)} MNIST {args.split} images in {elapsed:.1f} s ({len(ds) / elapsed:,.0f} images/s)")
+    print(f"encoded {len(ds)} {label} images in {elapsed:.1f} s ({len(ds) / elapsed:,.0f} images/s)")
     print(f"{ds.num_spikes} spikes ({ds.num_spikes / len(ds):.1f} per image), "
           f"{out.stat().st_size / 2**20:.1f} MiB, parameter digest {ds.digest}")
     print(f"written to {out}")
@@ -109,24 +234,28 @@ def _encode(args: argparse.Namespace) -> None:
 
 def _plot(args: argparse.Namespace) -> None:
     from .data import SpikeDataset
+    from .plots import save_rasters
 
     if args.cache:
         ds = SpikeDataset(args.cache)
         count, where, source = len(ds), args.cache, Path(args.cache).name
     else:
-        images, all_labels = load_mnist(args.data_root, train=args.split == "train")
-        count, where, source = len(images), f"MNIST {args.split}", f"{args.split} image"
+        enc = _make_encoder(args)
+        dataset, label = _dataset(args)
+        count, where, source = len(dataset), label, f"{label} image"
+    png = _writable(Path(args.out), force=True)
     bad = [i for i in args.images if not -count <= i < count]
     if bad:
-        raise SystemExit(f"--images {bad[0]} is out of range: {where} has {count} images")
-    index = torch.tensor([i % count for i in args.images])
+        raise ValueError(f"--images {bad[0]} is out of range: {where} has {count} images")
+    index = [i % count for i in args.images]
     if args.cache:
         (spikes, labels), dt = ds.get_batch(index), ds.params.dt
     else:
-        enc = _make_encoder(args)
-        spikes, labels, dt = enc(images[index]), all_labels[index], enc.params.dt
-    titles = [f"{source} {int(i)}, label {int(label)}" for i, label in zip(index, labels)]
-    print(f"raster of {len(titles)} image(s): {save_rasters(spikes, dt, args.out, titles)}")
+        items = [dataset[i] for i in index]
+        spikes = enc(torch.stack([image for image, _ in items]))  # (B, C, H, W): always a batch
+        labels, dt = [target for _, target in items], enc.params.dt
+    titles = [f"{source} {i}, label {int(label)}" for i, label in zip(index, labels)]
+    print(f"raster of {len(titles)} image(s): {save_rasters(spikes, dt, png, titles)}")
 
 
 def _genn_version() -> tuple[str | None, str]:
@@ -142,8 +271,6 @@ def _genn_version() -> tuple[str | None, str]:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from . import __version__
-
     print(f"spike_encode {__version__}; torch {torch.__version__}; Python {platform.python_version()}")
     print("backends:")
     devices = "cpu" + (", cuda" if torch.cuda.is_available() else "")
@@ -169,38 +296,69 @@ def _info(args: argparse.Namespace) -> None:
     print(f"cache directory: {default_cache_dir()} ({source})")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the ``spike-encode`` console script."""
-    parser = argparse.ArgumentParser(prog="spike-encode", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="encode an MNIST split, print spike statistics, plot rasters")
+def _parser() -> argparse.ArgumentParser:
+    formatter = _HelpFormatter
+    parser = _Parser(prog=PROG, description=__doc__, formatter_class=formatter)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", formatter_class=formatter,
+                          help="encode a dataset split, print spike statistics, plot four rasters",
+                          description="Encode a dataset split (MNIST test by default), print spike "
+                                      "statistics and write the first four images' rasters to OUT/raster.png.")
+    _add_data_options(demo)
     _add_encoder_options(demo)
-    demo.add_argument("--limit", type=int, default=0, help="encode only the first N images")
-    demo.add_argument("--show", type=int, default=10, help="images to list one by one")
+    _add_batch_options(demo)
+    demo.add_argument("--show", type=_count, default=10, help="images to list one by one")
     demo.add_argument("--out", default="out", help="folder for raster.png")
     demo.set_defaults(func=_demo)
 
-    encode = sub.add_parser("encode", help="encode an MNIST split to one spike file (see SpikeDataset)")
+    encode = sub.add_parser("encode", formatter_class=formatter,
+                            help="encode a dataset split to one spike file (read it with SpikeDataset)",
+                            description="Encode a dataset split to one spike file, read back with "
+                                        "spike_encode.data.SpikeDataset. By default the file is "
+                                        "<cache directory>/datasets/<dataset>-<split>[-first<N>]-<digest>.spikes, "
+                                        "digest naming the encoder parameters; spike-encode info "
+                                        "prints the cache directory.")
+    _add_data_options(encode)
     _add_encoder_options(encode)
-    encode.add_argument("--out", default=None,
-                        help="file to write (default: <cache directory>/datasets/mnist-<split>-<digest>.spikes)")
-    encode.add_argument("--limit", type=int, default=0, help="encode only the first N images")
-    encode.add_argument("--num-workers", type=int, default=2, help="DataLoader workers loading images")
+    _add_batch_options(encode)
+    encode.add_argument("--out", default=None, help="file to write (default: in the cache directory, see above)")
+    encode.add_argument("--force", action="store_true", help="overwrite an existing file")
     encode.add_argument("--no-progress", action="store_true", help="no progress bar")
     encode.set_defaults(func=_encode)
 
-    plot = sub.add_parser("plot", help="raster plot (time against neuron) of chosen images to a PNG")
+    plot = sub.add_parser("plot", formatter_class=formatter,
+                          help="raster plot (time against neuron) of chosen images to a PNG")
+    _add_data_options(plot)
     _add_encoder_options(plot)
-    plot.add_argument("--images", type=int, nargs="+", default=[0, 1, 2, 3], help="image indices")
-    plot.add_argument("--cache", default=None, help="plot from a file written by `encode` (with its own parameters) instead")
+    plot.add_argument("--images", type=int, nargs="+", default=[0, 1, 2, 3],
+                      help="image indices (negative ones count from the end)")
+    plot.add_argument("--cache", default=None,
+                      help="plot from a file written by spike-encode encode (with its own parameters) instead")
     plot.add_argument("--out", default="raster.png", help="PNG to write")
     plot.set_defaults(func=_plot)
 
-    info = sub.add_parser("info", help="backends, GeNN version, CUDA and the cache directory")
+    info = sub.add_parser("info", formatter_class=formatter,
+                          help="versions, backends, CUDA and the cache directory")
     info.set_defaults(func=_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``spike-encode`` command line on ``argv`` (default ``sys.argv[1:]``); returns
+    the exit status: 0, or 2 after a one-line error about what was asked."""
+    parser = _parser()
     args = parser.parse_args(argv)
-    args.func(args)
-
-
-if __name__ == "__main__":
-    main()
+    try:
+        args.func(args)
+        sys.stdout.flush()  # a closed pipe (`spike-encode info | head -1`) shows up here
+    except BrokenPipeError:
+        # https://docs.python.org/3/library/signal.html#note-on-sigpipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except _USER_ERRORS as err:
+        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"{PROG}: error: {message or type(err).__name__}", file=sys.stderr)
+        return 2
+    return 0

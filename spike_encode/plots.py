@@ -1,33 +1,54 @@
-"""Raster plots in the style of the GeNN tutorial's figures."""
+"""Raster plots in the style of the GeNN tutorial's figures (needs the ``plot`` extra).
+
+The figures are drawn on a ``matplotlib.figure.Figure`` directly: no pyplot, and the global
+backend (e.g. a notebook's inline backend) is left alone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .formats import sparse_to_events
 
-__all__ = ["save_rasters"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["plot_rasters", "save_rasters"]
+
+_MISSING = 'plotting needs matplotlib: pip install "spike_encode[plot]"'
 
 
-def save_rasters(spikes: torch.Tensor, dt: float, path: str | Path,
-                 titles: Sequence[str] | None = None) -> Path:
-    """Save one raster per image of a ``(B, T, N)`` sparse batch to a PNG.
+def _figure_class() -> type[Figure]:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise ImportError(_MISSING) from err
+    return Figure
 
-    Each panel is the tutorial's plot: spike time (ms) against neuron id.
+
+def plot_rasters(spikes: torch.Tensor, dt: float, titles: Sequence[str] | None = None) -> Figure:
+    """One raster per image of a ``(B, T, N)`` sparse batch, in one new ``Figure``.
+
+    Each panel is the tutorial's plot: spike time (ms, steps times ``dt`` in ms) against
+    neuron id; panels are laid out two per row, 5 x 3.5 inches each.
+
+    Raises:
+        ImportError: matplotlib is not installed (install the ``plot`` extra).
+        ValueError: ``titles`` does not give one title per image.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    figure_class = _figure_class()
     ev = sparse_to_events(spikes.cpu())
     count = ev.batch_size
+    if titles is not None and len(titles) != count:
+        raise ValueError(f"titles has {len(titles)} entries for {count} images")
     cols = min(count, 2)
     rows = (count + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.5 * rows), squeeze=False)
+    fig = figure_class(figsize=(5 * cols, 3.5 * rows), layout="tight")
+    axes = fig.subplots(rows, cols, squeeze=False)
     for b, axis in enumerate(axes.flat):
         if b >= count:
             axis.axis("off")
@@ -40,9 +61,15 @@ def save_rasters(spikes: torch.Tensor, dt: float, path: str | Path,
         axis.set_ylabel("Neuron id")
         if titles is not None:
             axis.set_title(titles[b])
-    fig.tight_layout()
+    return fig
+
+
+def save_rasters(spikes: torch.Tensor, dt: float, path: str | Path,
+                 titles: Sequence[str] | None = None) -> Path:
+    """Save :func:`plot_rasters` of a ``(B, T, N)`` sparse batch (``dt`` in ms) to a PNG at
+    100 dpi, creating parent folders; returns the path."""
+    fig = plot_rasters(spikes, dt, titles)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -39,7 +39,7 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def mnist_test(data_root) -> tuple[torch.Tensor, torch.Tensor]:
     """The 10,000 MNIST test images as (B, 1, 28, 28) uint8, and labels."""
-    from spike_encode.mnist import load_mnist
+    from spike_encode.datasets import load_mnist
 
     return load_mnist(data_root, train=False)
 

@@ -192,7 +192,7 @@ def test_custom_neuron_model_reading_isyn(mnist_test, cache):
 _CHILD = textwrap.dedent("""
     import json, sys, time, torch
     from spike_encode import LatencyEncode
-    from spike_encode.mnist import load_mnist
+    from spike_encode.datasets import load_mnist
     images, _ = load_mnist(sys.argv[2])
     start = time.perf_counter()
     enc = LatencyEncode(backend="genn", cache_dir=sys.argv[1], input_scale=77.0)

@@ -41,7 +41,7 @@ def small_batches(train_snn, data_root):
     from torch.utils.data import Subset
 
     from spike_encode.data import SpikeLoader
-    from spike_encode.mnist import mnist_dataset
+    from spike_encode.datasets import mnist_dataset
 
     subset = Subset(mnist_dataset(data_root, train=True), range(256))
     loader = SpikeLoader(subset, train_snn.build_encoder("torch"), batch_size=128, shuffle=False)
