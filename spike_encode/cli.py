@@ -102,7 +102,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 def _add_encoder_options(parser: argparse.ArgumentParser) -> None:
     defaults = EncoderParams()
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "genn"),
-                        help="engine: auto picks GeNN where PyGeNN can run on the device, else torch")
+                        help="engine: auto picks torch on a CPU, GeNN on CUDA where PyGeNN's CUDA backend is installed")
     parser.add_argument("--device", type=_device, default=None,
                         help="torch device to encode on, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--dt", type=_positive_float, default=defaults.dt, help="time step (ms)")
@@ -277,13 +277,12 @@ def _info(args: argparse.Namespace) -> None:
     print(f"  torch  available (devices: {devices})")
     genn, why = _genn_version()
     if genn:
-        from .backends import genn_can_run
+        from .backends import auto_uses_genn
         from .engines.genn_engine import genn_backends
 
-        usable = [d for d in ("cpu", "cuda")
-                  if genn_can_run(torch.device(d)) and (d == "cpu" or torch.cuda.is_available())]
+        cuda = torch.cuda.is_available() and auto_uses_genn(torch.device("cuda"))
         print(f"  genn   PyGeNN {genn}, GeNN backends: {', '.join(genn_backends()) or 'none'} "
-              f"(backend='auto' uses GeNN on: {', '.join(usable) or 'no device'})")
+              f"(backend='auto' uses GeNN on: {'cuda' if cuda else 'no device here'}; torch on the CPU)")
     else:
         print(f"  genn   not available (import pygenn failed: {why})")
     if torch.cuda.is_available():

@@ -156,7 +156,7 @@ def test_random_damage_gives_a_clean_error_or_the_original_data(small, tmp_path,
 
 
 def _write(path: str, offset: int, queue) -> None:
-    from spike_encode.mnist import load_mnist
+    from spike_encode.datasets import load_mnist
 
     images, labels = load_mnist(os.environ["SPIKE_ENCODE_TEST_DATA"])
     items = MNISTItems(images[offset : offset + 300], labels[offset : offset + 300])
