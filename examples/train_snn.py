@@ -198,8 +198,21 @@ def dense_layers(num_inputs: int, hidden: int, num_outputs: int,
     return fc1, fc2
 
 
+def _readout(potentials: list[torch.Tensor], readout: str) -> torch.Tensor:
+    """Logits ``(B, 10)``: the max or mean over time of the per-step output potentials."""
+    potential = torch.stack(potentials)
+    return potential.amax(0) if readout == "max" else potential.mean(0)
+
+
 class SnnTorchMLP(nn.Module):
-    """The same network from snnTorch neurons, fed dense ``(T, B, N)`` bool spikes."""
+    """The same network from ``snntorch.Leaky`` neurons, fed dense ``(T, B, N)`` spikes (bool
+    or float).
+
+    Differences from the plain-PyTorch network: a spike is ``u > threshold`` (not ``>=``),
+    and the subtractive reset is applied at the next step without the decay, so it removes
+    ``threshold`` rather than ``beta * threshold`` (``beta`` = 0.99 here). The surrogate
+    (``surrogate.fast_sigmoid``) and the detached reset are the same.
+    """
 
     def __init__(self, num_inputs: int = 784, hidden: int = 256, num_outputs: int = 10, *,
                  dt: float = 0.1, tau_mem: float = 10.0, tau_out: float = 10.0,
@@ -218,29 +231,36 @@ class SnnTorchMLP(nn.Module):
         self.hidden_spikes = float("nan")  # mean spikes per hidden neuron and image, last batch
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
-        mem1 = self.lif.init_leaky()
-        mem2 = self.out.init_leaky()
-        potentials, count = [], 0.0
-        for x in spikes:  # time first
-            spk1, mem1 = self.lif(self.fc1(x.float()), mem1)
-            _, mem2 = self.out(self.fc2(spk1), mem2)
+        """Logits ``(B, 10)`` from a dense time-first ``(T, B, N)`` spike batch."""
+        current = self.fc1(spikes.to(self.fc1.weight.dtype))  # (T, B, H): one product
+        mem1, mem2 = self.lif.init_leaky(), self.out.init_leaky()
+        spikes_out = []
+        for i in current:
+            spk, mem1 = self.lif(i, mem1)
+            spikes_out.append(spk)
+        hidden = torch.stack(spikes_out)                       # (T, B, H)
+        self.hidden_spikes = float(hidden.detach().sum(0).mean())
+        out_current = self.fc2(hidden)
+        potentials = []
+        for i in out_current:
+            _, mem2 = self.out(i, mem2)
             potentials.append(mem2)
-            count = count + spk1.detach().sum(0)
-        self.hidden_spikes = float(count.mean())
-        potential = torch.stack(potentials)
-        return potential.amax(0) if self.readout == "max" else potential.mean(0)
+        return _readout(potentials, self.readout)
 
 
 class NorseMLP(nn.Module):
-    """The same network from Norse cells, fed dense ``(T, B, N)`` bool spikes.
+    """The same network from Norse's ``LIFBoxCell`` and ``LIBoxCell``, fed dense ``(T, B, N)``
+    spikes (bool or float).
 
-    Norse integrates ``v += dt * tau_mem_inv * (v_leak - v + i)`` (``LIFBoxCell``: no
-    synaptic current; reset to ``v_reset``, not detached). Its ``"super"`` surrogate is
-    ``1 / (1 + |v - v_th|)**2`` whatever ``alpha`` says (Norse 1.1), so ``slope`` is
-    ignored here. With Norse's ``dt`` set to the encoder's step the leak matches; the layer
-    outputs are multiplied by ``tau / dt`` so that one input spike moves the potential by
-    its weight, as in the plain-PyTorch network, with weights (and Adam's steps) of the
-    same size.
+    Norse integrates ``v += dt / tau * (v_leak - v + i)`` (forward Euler: a decay of
+    ``1 - dt/tau`` = 0.99 per step, against ``exp(-dt/tau)`` = 0.99005). With Norse's ``dt``
+    set to the encoder's step the leak matches, and the layer outputs are multiplied by
+    ``tau / dt`` so that one input spike moves the potential by its weight, as in the
+    plain-PyTorch network, with weights (and Adam's steps) of the same size. The reset is
+    Norse's ``reset_subtract`` (subtracts ``threshold``, as in the other two), but Norse does
+    not detach it, so gradients also flow through the reset. Norse 1.1's ``"super"``
+    surrogate is ``1 / (1 + |v - v_th|)**2`` whatever ``alpha`` says, so ``slope`` is fixed
+    at 1 here (10 in the other two).
     """
 
     def __init__(self, num_inputs: int = 784, hidden: int = 256, num_outputs: int = 10, *,
@@ -249,12 +269,14 @@ class NorseMLP(nn.Module):
                  weight_scale: float = 2.0) -> None:
         super().__init__()
         import norse.torch as norse
+        from norse.torch.functional.reset import reset_subtract
 
         self.fc1, self.fc2 = dense_layers(num_inputs, hidden, num_outputs, weight_scale)
         self.gain1, self.gain2 = tau_mem / dt, tau_out / dt
         zero = torch.tensor(0.0)
         lif = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(1.0 / tau_mem), v_leak=zero,
-                                     v_th=torch.tensor(threshold), v_reset=zero, method="super")
+                                     v_th=torch.tensor(threshold), v_reset=zero, method="super",
+                                     reset_method=reset_subtract)
         li = norse.LIBoxParameters(tau_mem_inv=torch.tensor(1.0 / tau_out), v_leak=zero)
         self.lif = norse.LIFBoxCell(lif, dt=dt)
         self.out = norse.LIBoxCell(li, dt=dt)
@@ -262,16 +284,20 @@ class NorseMLP(nn.Module):
         self.hidden_spikes = float("nan")  # mean spikes per hidden neuron and image, last batch
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
-        s1 = s2 = None
-        potentials, count = [], 0.0
-        for x in spikes:  # time first
-            z, s1 = self.lif(self.fc1(x.float()) * self.gain1, s1)
-            v, s2 = self.out(self.fc2(z) * self.gain2, s2)
+        """Logits ``(B, 10)`` from a dense time-first ``(T, B, N)`` spike batch."""
+        current = self.fc1(spikes.to(self.fc1.weight.dtype)) * self.gain1  # (T, B, H)
+        state = None
+        spikes_out = []
+        for i in current:
+            z, state = self.lif(i, state)
+            spikes_out.append(z)
+        hidden = torch.stack(spikes_out)                                    # (T, B, H)
+        self.hidden_spikes = float(hidden.detach().sum(0).mean())
+        state, potentials = None, []
+        for i in self.fc2(hidden) * self.gain2:
+            v, state = self.out(i, state)
             potentials.append(v)
-            count = count + z.detach().sum(0)
-        self.hidden_spikes = float(count.mean())
-        potential = torch.stack(potentials)
-        return potential.amax(0) if self.readout == "max" else potential.mean(0)
+        return _readout(potentials, self.readout)
 
 
 # ------------------------------------------------------------------------ training helpers

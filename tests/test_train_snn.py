@@ -1,7 +1,9 @@
 """examples/train_snn.py: the network's pieces, a few optimisation steps, the script end to end.
 
-No full training run here: a few steps on 256 real MNIST images, a one-epoch run of the
-script on a small subset, and exact checks of the hand-written forward/backward passes.
+No full training run here: a few steps on 256 real MNIST images (for the plain-PyTorch,
+snnTorch and Norse networks), a one-epoch run of the script on a small subset with each, and
+exact checks of the hand-written forward/backward passes. The snnTorch and Norse tests skip
+only where that library is not installed.
 """
 
 from __future__ import annotations
@@ -46,6 +48,33 @@ def small_batches(train_snn, data_root):
     subset = Subset(mnist_dataset(data_root, train=True), range(256))
     loader = SpikeLoader(subset, train_snn.build_encoder("torch"), batch_size=128, shuffle=False)
     return list(loader)
+
+
+def _need(net: str) -> None:
+    """Skip unless ``net``'s library is importable (plain PyTorch always is)."""
+    if net != "torch":
+        pytest.importorskip(net, reason=f"--net {net} needs the {net} package (pip install {net})")
+
+
+@pytest.fixture(scope="module", params=["snntorch", "norse"])
+def library_net(request) -> str:
+    _need(request.param)
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def dense_batches(train_snn, data_root):
+    """The same 256 images as ``small_batches``, through the library variants' encoder:
+    dense time-first ``(200, 128, 784)`` batches."""
+    from torch.utils.data import Subset
+
+    from spike_encode.data import SpikeLoader
+    from spike_encode.mnist import mnist_dataset
+
+    subset = Subset(mnist_dataset(data_root, train=True), range(256))
+    encoder = train_snn.build_encoder("snntorch")
+    assert encoder.output == "dense" and encoder.time_first
+    return list(SpikeLoader(subset, encoder, batch_size=128, shuffle=False))
 
 
 class _Spike(torch.autograd.Function):
@@ -151,9 +180,11 @@ def test_few_steps_loss_falls_and_first_layer_gets_gradients(train_snn, small_ba
         assert bool(torch.isfinite(p).all())
 
 
-def test_script_end_to_end_on_a_subset(train_snn, data_root, tmp_path):
+@pytest.mark.parametrize("net", ["torch", "snntorch", "norse"])
+def test_script_end_to_end_on_a_subset(train_snn, data_root, tmp_path, net):
+    _need(net)
     out = tmp_path / "result.json"
-    result = train_snn.main(["--data-root", str(data_root), "--train-subset", "512",
+    result = train_snn.main(["--data-root", str(data_root), "--net", net, "--train-subset", "512",
                              "--test-subset", "256", "--epochs", "1", "--hidden", "64",
                              "--num-workers", "0", "--threads", "0", "--no-progress",
                              "--out", str(out)])
@@ -163,26 +194,53 @@ def test_script_end_to_end_on_a_subset(train_snn, data_root, tmp_path):
     epoch = saved["epochs"][0]
     assert epoch["train"]["images"] == 512 and epoch["test"]["images"] == 256
     assert epoch["train"]["images_per_s"] > 0
-    assert saved["settings"]["hidden"] == 64 and saved["settings"]["net"] == "torch"
+    assert saved["settings"]["hidden"] == 64 and saved["settings"]["net"] == net
     assert "cpu" in saved["machine"]
 
 
-@pytest.mark.parametrize("net", ["snntorch", "norse"])
-def test_library_variant_takes_dense_time_first(train_snn, small_batches, net):
-    pytest.importorskip(net)
-    from spike_encode import to_dense
-
+def test_library_variant_few_steps_loss_falls(train_snn, dense_batches, library_net):
+    """snnTorch / Norse: the encoder's dense time-first batches in, the loss over the 256
+    images falls within 8 Adam steps, and the first step's input-weight gradient is finite
+    and reaches (only) the pixels that fired."""
     torch.manual_seed(0)
-    model = train_snn.build_model(net, hidden=64)
-    encoder = train_snn.build_encoder(net)
-    assert encoder.output == "dense" and encoder.time_first
-    spikes, targets = small_batches[0]
-    dense = to_dense(spikes, time_first=True)[:, :32]
-    logits = model(dense)
-    assert logits.shape == (32, 10)
-    F.cross_entropy(logits, targets[:32]).backward()
-    grad = model.fc1.weight.grad
-    assert grad is not None and bool(torch.isfinite(grad).all()) and float(grad.abs().sum()) > 0
+    model = train_snn.build_model(library_net, hidden=128)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+
+    def full_loss():
+        with torch.no_grad():
+            return sum(float(F.cross_entropy(model(s), y, reduction="sum"))
+                       for s, y in dense_batches) / 256
+
+    before = full_loss()
+    spikes, targets = dense_batches[0]
+    assert spikes.shape == (200, 128, 784)
+    logits = model(spikes)
+    assert logits.shape == (128, 10)
+    F.cross_entropy(logits, targets).backward()
+    grad = model.fc1.weight.grad                        # (hidden, 784)
+    assert grad is not None and bool(torch.isfinite(grad).all())
+    fired = spikes.bool().any(0).any(0)                 # pixels that spiked in the batch
+    column_norm = grad.abs().sum(0)
+    assert bool((column_norm[~fired] == 0).all())
+    assert float((column_norm[fired] > 0).float().mean()) > 0.9
+    optimizer.zero_grad()
+
+    stats = train_snn.train_epoch(model, dense_batches * 4, optimizer)  # 8 steps
+    after = full_loss()
+    assert stats["images"] == 1024
+    assert after < 0.7 * before, (before, after)
+    assert model.hidden_spikes > 0
+    for p in model.parameters():
+        assert bool(torch.isfinite(p).all())
+
+
+def test_library_variant_takes_bool_or_float_spikes(train_snn, dense_batches, library_net):
+    """The encoder's dense output may be bool or float32: the logits are the same."""
+    torch.manual_seed(0)
+    model = train_snn.build_model(library_net, hidden=32)
+    spikes = dense_batches[0][0][:, :16]
+    with torch.no_grad():
+        assert torch.equal(model(spikes.bool()), model(spikes.float()))
 
 
 def test_the_progress_bar_leaves_the_batch_order_alone(train_snn, data_root):
