@@ -22,8 +22,22 @@ the surrogate gradient (the reset is detached, as in SpyTorch and snnTorch) and 
 product for the weight gradient, which only touches the rows of pixels that fired. A
 200-step batch costs a few hundred small tensor operations either way.
 
-With ``--net snntorch`` or ``--net norse`` (when installed) the same architecture is built
-from that library's neurons and fed the ``output="dense", time_first=True`` layout.
+With ``--net snntorch`` or ``--net norse`` (when installed) the same 784 -> H -> 10 network
+is built from that library's neurons (``snntorch.Leaky`` with ``surrogate.fast_sigmoid``;
+Norse's ``LIFBoxCell`` and ``LIBoxCell``) and fed the encoder's ``output="dense",
+time_first=True`` batches, ``(200, B, 784)``, bool or float. ``W1`` is an ``nn.Linear``
+applied to all 200 steps at once (one dense product over the mostly-zero raster); the
+neurons then step through time with one library call per step, recorded by autograd. Same
+initialisation, optimiser, learning-rate schedule and defaults as the plain network. How
+each differs from it:
+
+- snnTorch: a spike is ``u > threshold`` (not ``>=``), and the subtractive reset lands at
+  the next step undecayed (it removes ``threshold``, not ``beta * threshold``). Same
+  surrogate, same detached reset.
+- Norse: forward-Euler leak, ``1 - dt/tau`` per step (0.99, against ``exp(-dt/tau)`` =
+  0.99005), with the currents scaled by ``tau / dt`` so the weights mean the same; a spike
+  is ``v > threshold``; the subtractive reset is not detached (gradients flow through it);
+  the surrogate is ``1 / (1 + |v - threshold|)**2``, slope 1 whatever ``--slope`` says.
 
 Run ``python examples/train_snn.py --help``; the README gives the command and timings.
 """
@@ -304,7 +318,7 @@ class NorseMLP(nn.Module):
 
 def build_encoder(net: str = "torch", device: str | None = None, backend: str = "torch") -> LatencyEncode:
     """The tutorial encoder, in the layout the network takes: sparse ``(B, T, N)`` for the
-    plain-PyTorch network, dense bool ``(T, B, N)`` for snnTorch and Norse. The torch engine
+    plain-PyTorch network, dense ``(T, B, N)`` for snnTorch and Norse. The torch engine
     by default: the same spikes as GeNN, and far faster than GeNN's single-threaded CPU
     backend."""
     if net == "torch":
@@ -459,7 +473,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tau-out", type=float, default=10.0,
                    help="output integrator time constant (ms)")
     p.add_argument("--threshold", type=float, default=1.0)
-    p.add_argument("--slope", type=float, default=10.0, help="fast-sigmoid surrogate steepness")
+    p.add_argument("--slope", type=float, default=10.0,
+                   help="fast-sigmoid surrogate steepness (Norse 1.1's surrogate has slope 1)")
     p.add_argument("--weight-scale", type=float, default=2.0,
                    help="input weight init: standard deviation x sqrt(784)")
     p.add_argument("--readout", choices=("max", "mean"), default="max",
@@ -483,6 +498,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     began = time.perf_counter()
     machine_at_start = machine_info()
+    git_at_start = _git_state()  # the code that runs, whatever is committed meanwhile
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -530,7 +546,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": " ".join(["python", script, *(sys.argv[1:] if argv is None else argv)]),
         "machine": machine_info(),
         "load_average_at_start": machine_at_start["load_average_1_5_15min"],
-        "git": _git_state(),
+        "git": git_at_start,
         "finished": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     out = args.out or RESULTS / f"train_snn_{args.net}.json"
