@@ -18,7 +18,7 @@ from .transform import LatencyEncode, latency_encode
 if TYPE_CHECKING:  # the plotting helpers are imported lazily, see __getattr__
     from .plots import plot_rasters, save_rasters
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _PLOTTING = ("plot_rasters", "save_rasters")
 
