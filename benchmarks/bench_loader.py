@@ -161,7 +161,7 @@ def main() -> None:
 
     memory = {output: probe_in_subprocess(output, args.batch_size, args.data_root) for output in ("sparse", "dense")}
     if memory["dense"] is not None:
-        memory["dense_float32_output_bytes"] = memory["dense"]["output_bytes"] * 4  # as a float model input
+        memory["dense_bool_output_bytes"] = memory["dense"]["output_bytes"] // 4  # dtype=torch.bool: 1 byte, not 4
     result = {
         "script": "benchmarks/bench_loader.py",
         "machine": machine(),
@@ -199,7 +199,7 @@ def main() -> None:
             print(f"one batch of {args.batch_size}, {output:6s}: output {m['output_bytes'] / 2**20:7.2f} MiB, "
                   f"peak RSS growth while encoding {m['peak_rss_growth_bytes'] / 2**20:7.1f} MiB")
     if memory["dense"]:
-        print(f"  (dense as float32 model input: {memory['dense_float32_output_bytes'] / 2**20:.1f} MiB)")
+        print(f"  (dense is float32; with dtype=torch.bool: {memory['dense_bool_output_bytes'] / 2**20:.1f} MiB)")
     print("saved", save("loader-cpu" + ("-quick" if args.quick else ""), result))
 
 
