@@ -221,3 +221,41 @@ class _Exploding(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         raise AssertionError("encoding started before the destination was checked")
+
+
+class _Stalls(torch.utils.data.Dataset):
+    """Images that say when loading started, then take forever."""
+
+    def __init__(self, started: str) -> None:
+        self.started = started
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, i):
+        Path(self.started).touch()
+        import time
+
+        time.sleep(60)
+        return torch.ones((1, 4, 4), dtype=torch.uint8), 0
+
+
+def _encode_forever(path: str, started: str) -> None:
+    encode_dataset(_Stalls(started), LatencyEncode(backend="torch"), path, progress=False)
+
+
+def test_a_killed_writer_leaves_nothing_behind(tmp_path):
+    import signal
+    import time
+
+    out, started = tmp_path / "out", tmp_path / "started"
+    out.mkdir()
+    proc = mp.get_context("spawn").Process(target=_encode_forever, args=(str(out / "x.spikes"), str(started)))
+    proc.start()
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists(), "the writer never started encoding"
+    os.kill(proc.pid, signal.SIGKILL)  # no exception handler runs
+    proc.join(timeout=30)
+    assert list(out.iterdir()) == []

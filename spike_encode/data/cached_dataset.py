@@ -6,7 +6,9 @@ The file is a safetensors container checked whole on open (:mod:`.spike_file`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -123,34 +125,84 @@ def encode_dataset(
     """
     params = _encoder_params(encoder)
     path = Path(path)
-    handle, tmp = _open_temporary(path)  # before any work: an unwritable destination fails now
-    try:
-        with os.fdopen(handle, "wb") as f:
-            header, arrays = _encode(dataset, encoder, params, path, batch_size, num_workers, progress)
-            f.write(spike_file_bytes(arrays, header))
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
-        os.replace(tmp, path)  # atomic: readers see the old file or the new one, never a mix
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with _NewFile(path) as out:  # made before any work: an unwritable destination fails now
+        header, arrays = _encode(dataset, encoder, params, path, batch_size, num_workers, progress)
+        out.write(spike_file_bytes(arrays, header))
     return path
 
 
-def _open_temporary(path: Path) -> tuple[int, str]:
-    """A new, exclusively created file beside ``path`` (no link is followed), or a clear error."""
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write the spike file {path}: it is a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    except OSError as err:
-        raise type(err)(err.errno, f"cannot write the spike file {path}: {err.strerror} "
-                        f"(in {path.parent})") from err
+class _NewFile:
+    """A file that appears at ``path`` whole when the ``with`` block succeeds, or not at all.
+
+    On Linux it is an unnamed file (``O_TMPFILE``) until then, so even a killed process
+    leaves nothing behind; elsewhere it is a hidden, exclusively created file beside ``path``
+    (no link followed), removed on any failure. Publishing renames it onto ``path`` in one
+    atomic step: of concurrent writers, each publishes a whole file and the last one wins.
+
+    Raises:
+        OSError: ``path`` is a folder, or no file can be made beside it (naming ``path``).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if path.is_dir():
+            raise IsADirectoryError(f"cannot write the spike file {path}: it is a folder")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd, self.name = self._open()
+        except OSError as err:
+            raise type(err)(err.errno, f"cannot write the spike file {path}: {err.strerror} "
+                            f"(in {path.parent})") from err
+
+    def _open(self) -> tuple[int, str | None]:
+        if hasattr(os, "O_TMPFILE"):
+            try:
+                return os.open(self.path.parent, os.O_TMPFILE | os.O_WRONLY, 0o666), None
+            except OSError as err:
+                if err.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                    raise
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
+        return fd, name
+
+    def write(self, data: bytes) -> None:
+        """Write all of ``data``."""
+        with memoryview(data) as view:
+            while view:
+                view = view[os.write(self.fd, view):]
+
+    def __enter__(self) -> "_NewFile":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            if kind is None:
+                os.fsync(self.fd)
+                if self.name is None:  # give the unnamed file a hidden name, then rename it
+                    self.name = self._link()
+                os.replace(self.name, self.path)
+                self.name = None
+        finally:
+            os.close(self.fd)
+            if self.name is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.name)
+
+    def _link(self) -> str:
+        folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for _ in range(100):
+                name = f".{self.path.name}.{secrets.token_hex(6)}.partial"
+                try:  # linkat(..., AT_SYMLINK_FOLLOW): the file behind the descriptor, not the link
+                    os.link(f"/proc/self/fd/{self.fd}", name, dst_dir_fd=folder, follow_symlinks=True)
+                    return str(self.path.with_name(name))
+                except FileExistsError:
+                    continue
+        finally:
+            os.close(folder)
+        raise FileExistsError(f"no free temporary name beside {self.path}")
 
 
 def _encode(dataset: Dataset, encoder: Any, params: EncoderParams, path: Path, batch_size: int,
