@@ -69,7 +69,7 @@ def dense_batches(train_snn, data_root):
     from torch.utils.data import Subset
 
     from spike_encode.data import SpikeLoader
-    from spike_encode.mnist import mnist_dataset
+    from spike_encode.datasets import mnist_dataset
 
     subset = Subset(mnist_dataset(data_root, train=True), range(256))
     encoder = train_snn.build_encoder("snntorch")
