@@ -149,17 +149,19 @@ def test_leaky_integrate_gradcheck(train_snn):
     torch.testing.assert_close(v[1], 0.8 * x[0].detach() + x[1].detach())
 
 
+def _mean_loss(model, batches) -> float:
+    """Cross-entropy over all images of ``batches``, without gradients."""
+    with torch.no_grad():
+        total = sum(float(F.cross_entropy(model(s), y, reduction="sum")) for s, y in batches)
+    return total / sum(len(y) for _, y in batches)
+
+
 def test_few_steps_loss_falls_and_first_layer_gets_gradients(train_snn, small_batches):
     torch.manual_seed(0)
     model = train_snn.build_model("torch", hidden=128)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
 
-    def full_loss():
-        with torch.no_grad():
-            return sum(float(F.cross_entropy(model(s), y, reduction="sum"))
-                       for s, y in small_batches) / 256
-
-    before = full_loss()
+    before = _mean_loss(model, small_batches)
     # first step: gradients reach the input weights, only the rows of pixels that fired
     spikes, targets = small_batches[0]
     F.cross_entropy(model(spikes), targets).backward()
@@ -173,7 +175,7 @@ def test_few_steps_loss_falls_and_first_layer_gets_gradients(train_snn, small_ba
     optimizer.zero_grad()
 
     stats = train_snn.train_epoch(model, small_batches * 4, optimizer)  # 8 steps
-    after = full_loss()
+    after = _mean_loss(model, small_batches)
     assert stats["images"] == 1024
     assert after < 0.7 * before, (before, after)
     for p in model.parameters():
@@ -206,12 +208,7 @@ def test_library_variant_few_steps_loss_falls(train_snn, dense_batches, library_
     model = train_snn.build_model(library_net, hidden=128)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
 
-    def full_loss():
-        with torch.no_grad():
-            return sum(float(F.cross_entropy(model(s), y, reduction="sum"))
-                       for s, y in dense_batches) / 256
-
-    before = full_loss()
+    before = _mean_loss(model, dense_batches)
     spikes, targets = dense_batches[0]
     assert spikes.shape == (200, 128, 784)
     logits = model(spikes)
@@ -226,7 +223,7 @@ def test_library_variant_few_steps_loss_falls(train_snn, dense_batches, library_
     optimizer.zero_grad()
 
     stats = train_snn.train_epoch(model, dense_batches * 4, optimizer)  # 8 steps
-    after = full_loss()
+    after = _mean_loss(model, dense_batches)
     assert stats["images"] == 1024
     assert after < 0.7 * before, (before, after)
     assert model.hidden_spikes > 0
