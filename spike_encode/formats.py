@@ -211,10 +211,10 @@ def events_to_sparse(events: EventList, dt: float, num_steps: int, num_neurons: 
         i = torch.as_tensor(pair[1]).reshape(-1)
         if t.shape != i.shape:
             raise ValueError(f"events[{b}] has {t.numel()} times but {i.numel()} ids")
-        if i.is_floating_point() and not bool((i == i.round()).all()):
-            raise ValueError(f"events[{b}] ids must be integers, got {i[i != i.round()][0].item()!r}")
         if i.is_complex() or i.dtype == torch.bool or t.is_complex():
             raise ValueError(f"events[{b}] must hold real times and integer ids, got {t.dtype} and {i.dtype}")
+        if i.is_floating_point() and not bool((i == i.round()).all()):
+            raise ValueError(f"events[{b}] ids must be integers, got {i[i != i.round()][0].item()!r}")
         step = torch.round(t.to(torch.float64) / dt)
         if bool(step.isnan().any()):
             raise ValueError(f"events[{b}] times_ms holds NaN at position {int(step.isnan().nonzero()[0, 0])}")

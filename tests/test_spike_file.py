@@ -9,13 +9,12 @@ import os
 import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spike_encode import EncoderParams, LatencyEncode
+from spike_encode import LatencyEncode
 from spike_encode.data import SpikeDataset, SpikeFileError, encode_dataset
 from spike_encode.data.spike_file import spike_file_bytes
 
