@@ -11,6 +11,7 @@ from .formats import (
     to_sparse,
     to_times,
 )
+from .inputs import ImageError
 from .params import TUTORIAL_LIF_PARAMS, EncoderParams, LIFParams
 from .tonic_format import TONIC_DTYPE
 from .transform import LatencyEncode, latency_encode
@@ -35,6 +36,7 @@ def __getattr__(name: str):
 __all__ = [
     "BackendUnavailableError",
     "EncoderParams",
+    "ImageError",
     "LIFParams",
     "LatencyEncode",
     "TONIC_DTYPE",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CHANNEL_POLICIES", "as_image_batch", "normalised_currents", "select_channels", "to_tensor"]
+__all__ = ["CHANNEL_POLICIES", "ImageError", "as_image_batch", "normalised_currents", "select_channels", "to_tensor"]
 
 CHANNEL_POLICIES = ("all", "gray")
 
@@ -22,6 +22,19 @@ _PIL_CONVERSIONS = {
     "P": "RGB", "PA": "RGB", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
     "RGBA": "RGB", "RGBa": "RGB", "RGBX": "RGB", "LA": "L", "La": "LA",
 }
+
+
+class ImageError(ValueError):
+    """An image the encoder refuses (NaN/inf, negative, all-zero or overflowing pixels).
+
+    Attributes:
+        image: its position in the batch.
+        problem: what is wrong with it, e.g. ``"has all-zero pixels: ..."``.
+    """
+
+    def __init__(self, image: int, problem: str, where: str | None = None) -> None:
+        self.image, self.problem = image, problem
+        super().__init__(f"{where or f'image {image} of the batch'} {problem}")
 
 
 def _pil_to_tensor(image: Any) -> torch.Tensor:
@@ -128,24 +141,20 @@ def check_pixel_values(pixels: torch.Tensor) -> None:
     """Refuse NaN/inf and negative pixels of a ``(B, N)`` batch, naming image and pixel.
 
     Raises:
-        ValueError: naming the first bad image, pixel (row-major over ``(C, H, W)``) and value.
+        ImageError: naming the first bad image, pixel (row-major over ``(C, H, W)``) and value.
     """
     if pixels.dtype.is_floating_point:
         bad = ~torch.isfinite(pixels)
         if bool(bad.any()):
             sample, neuron = (int(i) for i in bad.nonzero()[0])
-            raise ValueError(
-                f"images contain NaN or inf pixels (first: image {sample}, pixel {neuron}, "
-                f"value {float(pixels[sample, neuron])})"
-            )
+            raise ImageError(sample, f"has NaN or inf pixels (first: pixel {neuron}, "
+                                     f"value {float(pixels[sample, neuron])})")
     if pixels.dtype not in _UNSIGNED_DTYPES:
         negative = pixels < 0
         if bool(negative.any()):
             sample, neuron = (int(i) for i in negative.nonzero()[0])
-            raise ValueError(
-                f"images contain negative pixels (first: image {sample}, pixel {neuron}, "
-                f"value {float(pixels[sample, neuron])}); a latency code needs intensities >= 0"
-            )
+            raise ImageError(sample, f"has negative pixels (first: pixel {neuron}, value "
+                                     f"{float(pixels[sample, neuron])}); a latency code needs intensities >= 0")
 
 
 def normalised_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tensor:
@@ -162,7 +171,8 @@ def normalised_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tenso
         ``(B, N)`` float32 currents on the device of ``pixels``.
 
     Raises:
-        ValueError: naming the image, for NaN/inf or negative pixels or an all-zero image.
+        ImageError: (a ``ValueError``) naming the image, for NaN/inf or negative pixels, an
+            all-zero image or one whose sum overflows float32.
     """
     check_pixel_values(pixels)
     x = pixels.to(torch.float32)
@@ -170,14 +180,12 @@ def normalised_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tenso
     overflow = ~torch.isfinite(totals[:, 0])
     if bool(overflow.any()):
         sample = int(overflow.nonzero()[0, 0])
-        raise ValueError(f"image {sample} of the batch sums to {float(totals[sample, 0])} in float32; "
-                         "its pixels are too large to normalise")
+        raise ImageError(sample, f"sums to {float(totals[sample, 0])} in float32; its pixels are too large "
+                                 "to normalise")
     empty = totals[:, 0] <= 0
     if bool(empty.any()):
         sample = int(empty.nonzero()[0, 0])
-        raise ValueError(
-            f"image {sample} of the batch has all-zero pixels: it cannot be normalised to "
-            "sum to 1 (the tutorial's division would give NaN currents)"
-        )
+        raise ImageError(sample, "has all-zero pixels: it cannot be normalised to sum to 1 (the "
+                                 "tutorial's division would give NaN currents)")
     scale = torch.tensor(input_scale, dtype=torch.float32, device=x.device)
     return (x / totals).mul_(scale)  # in place on the fresh quotient; same float32 operations

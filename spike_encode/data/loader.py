@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
+from ..inputs import ImageError
 from .collation import _encoder_device, collate_images
 
 __all__ = ["SpikeLoader"]
@@ -105,8 +106,10 @@ class SpikeLoader(DataLoader):
         """
         try:
             return self._encode(batch)
-        except ValueError as err:
-            raise _locate(err, self.encoder, batch[0], indices) from err
+        except ImageError as err:
+            if indices is None:
+                raise
+            raise ImageError(err.image, err.problem, where=f"dataset index {indices[err.image]}: the image") from err
 
     def _encode(self, batch: tuple[torch.Tensor, Any]) -> tuple[Any, Any]:
         images, targets = batch
@@ -137,22 +140,6 @@ class SpikeLoader(DataLoader):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(batch_size={self.batch_size}, num_workers={self.num_workers}, "
                 f"device={self.device}, encoder={self.encoder!r})")
-
-
-def _locate(err: ValueError, encoder: Callable[[torch.Tensor], Any], images: Any,
-            indices: list[int] | None) -> ValueError:
-    """``err`` again, naming the dataset index of the first image the encoder refuses alone."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        return err
-    for position in range(images.shape[0]):
-        try:
-            encoder(images[position : position + 1])
-        except ValueError as alone:
-            where = f"dataset index {indices[position]}" if indices is not None else f"image {position} of the batch"
-            # the one-image batch's own words name its position 0: say "the image" instead
-            text = str(alone).replace("image 0 of the batch", "the image").replace("first: image 0, ", "first: ")
-            return type(err)(f"{where}: {text}")
-    return err
 
 
 class _RecordedIndices:
