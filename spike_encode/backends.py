@@ -10,6 +10,7 @@ import torch
 
 from .engines import SpikeEvents, simulate_exact
 from .engines.torch_engine import prepare
+from .errors import BackendUnavailableError
 from .params import EncoderParams
 
 __all__ = ["BACKENDS", "BackendUnavailableError", "auto_uses_genn", "genn_can_run", "make_engine"]
@@ -17,10 +18,6 @@ __all__ = ["BACKENDS", "BackendUnavailableError", "auto_uses_genn", "genn_can_ru
 BACKENDS = ("auto", "torch", "genn")
 
 Engine = Callable[[torch.Tensor], SpikeEvents]
-
-
-class BackendUnavailableError(RuntimeError):
-    """A backend or device was asked for explicitly but cannot run here."""
 
 
 def check_backend_name(backend: str) -> str:

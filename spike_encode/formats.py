@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .engines.events import SpikeEvents
+from .events import SpikeEvents
 from .memory_guard import check_fits
 from .tonic_format import events_to_tonic
 

@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CHANNEL_POLICIES", "ImageError", "as_image_batch", "normalised_currents", "select_channels", "to_tensor"]
+from .errors import ImageError
+from .spec import CHANNEL_POLICIES, EncodingSpec
 
-CHANNEL_POLICIES = ("all", "gray")
+__all__ = ["CHANNEL_POLICIES", "ImageError", "as_image_batch", "input_currents", "normalised_currents", "select_channels",
+           "to_tensor"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _UNSIGNED_DTYPES = (torch.uint8, torch.uint16, torch.uint32, torch.uint64)
@@ -22,19 +24,6 @@ _PIL_CONVERSIONS = {
     "P": "RGB", "PA": "RGB", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB",
     "RGBA": "RGB", "RGBa": "RGB", "RGBX": "RGB", "LA": "L", "La": "LA",
 }
-
-
-class ImageError(ValueError):
-    """An image the encoder refuses (NaN/inf, negative, all-zero or overflowing pixels).
-
-    Attributes:
-        image: its position in the batch.
-        problem: what is wrong with it, e.g. ``"has all-zero pixels: ..."``.
-    """
-
-    def __init__(self, image: int, problem: str, where: str | None = None) -> None:
-        self.image, self.problem = image, problem
-        super().__init__(f"{where or f'image {image} of the batch'} {problem}")
 
 
 def _pil_to_tensor(image: Any) -> torch.Tensor:
@@ -189,3 +178,14 @@ def normalised_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tenso
                                  "tutorial's division would give NaN currents)")
     scale = torch.tensor(input_scale, dtype=torch.float32, device=x.device)
     return (x / totals).mul_(scale)  # in place on the fresh quotient; same float32 operations
+
+
+def input_currents(images: torch.Tensor, spec: EncodingSpec) -> torch.Tensor:
+    """The ``(B, N)`` float32 input currents (nA) of a ``(B, C, H, W)`` batch under ``spec``:
+    its channel policy, then its input rule (``"sum"``: :func:`normalised_currents`).
+
+    Raises:
+        ImageError: naming the image, for pixels the rule cannot turn into currents.
+    """
+    batch = select_channels(images, spec.channels)
+    return normalised_currents(batch.reshape(batch.shape[0], -1), spec.params.input_scale)

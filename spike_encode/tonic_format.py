@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .engines.events import SpikeEvents
+from .events import SpikeEvents
 
 __all__ = ["TONIC_DTYPE", "events_to_tonic", "sensor_size", "time_step_us"]
 

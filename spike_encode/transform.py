@@ -16,8 +16,9 @@ from torchvision.transforms.v2._utils import check_type
 from .backends import check_backend_name, make_engine
 from .devices import resolve_device
 from .formats import OUTPUT_FORMATS, EventList, events_to_output
-from .inputs import CHANNEL_POLICIES, as_image_batch, normalised_currents, select_channels
+from .inputs import as_image_batch, input_currents
 from .params import EncoderParams, LIFParams
+from .spec import EncodingSpec, NeuronSpec
 from .tonic_format import sensor_size, time_step_us
 
 __all__ = ["LatencyEncode", "latency_encode"]
@@ -120,8 +121,6 @@ class LatencyEncode(Transform):
         if not flatten and output in ("events", "tonic"):
             raise ValueError(f"flatten=False keeps the image shape of sparse, dense and times output; "
                              f"output={output!r} has its own layout")
-        if channels not in CHANNEL_POLICIES:
-            raise ValueError(f"channels={channels!r} is not one of {CHANNEL_POLICIES}")
         if not isinstance(dtype, torch.dtype) or dtype.is_complex:
             raise ValueError(f"dtype must be a real torch.dtype such as torch.float32 or torch.bool, got {dtype!r}")
         self.output = output
@@ -132,6 +131,7 @@ class LatencyEncode(Transform):
         self.precision = precision
         self.cache_dir = cache_dir
         self.neuron = _neuron_spec(neuron_model, neuron_params, neuron_vars, lif_params)
+        self.spec = EncodingSpec(self.params, channels=channels, precision=precision, neuron=self.neuron)
         self.engine_name, self._engine = self._make_engine()
 
     def _make_engine(self):
@@ -154,12 +154,12 @@ class LatencyEncode(Transform):
         batch, batched = as_image_batch(images)
         if self.device is not None:
             batch = batch.to(self.device)
-        batch = select_channels(batch, self.channels)
-        currents = normalised_currents(batch.reshape(batch.shape[0], -1), self.params.input_scale)
+        currents = input_currents(batch, self.spec)
         events = self._engine(currents)
         keep_shape = self.output == "tonic" or not self.flatten
+        image_shape = (1 if self.channels == "gray" else batch.shape[1], *batch.shape[2:])
         return events_to_output(events, self.output, self.params.dt, self.time_first, batched,
-                                dtype=self.dtype, image_shape=tuple(batch.shape[1:]) if keep_shape else None)
+                                dtype=self.dtype, image_shape=image_shape if keep_shape else None)
 
     def check_inputs(self, flat_inputs: list[Any]) -> None:
         """Refuse a sample without an image (torchvision would pass it through unchanged)."""
@@ -234,8 +234,6 @@ def _neuron_spec(model: Any, params: Mapping[str, float] | None, vars: Mapping[s
         return None
     if lif_params is not None:
         raise ValueError("lif_params applies to the tutorial's LIF; with neuron_model give neuron_params")
-    from .engines.genn_engine import NeuronSpec
-
     return NeuronSpec(model, dict(params or {}), dict(vars or {}))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spike_encode.engines.events import SpikeEvents
+from spike_encode.events import SpikeEvents
 from spike_encode.formats import events_to_output, to_dense
 from spike_encode.memory_guard import device_memory_bytes
 

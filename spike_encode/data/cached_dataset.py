@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 from tqdm.auto import tqdm
 
-from ..engines.events import SpikeEvents
+from ..events import SpikeEvents
 from ..formats import OUTPUT_FORMATS, events_to_output, sparse_to_events
 from ..params import EncoderParams
 from .loader import SpikeLoader

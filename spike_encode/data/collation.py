@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
-from ..engines.events import SpikeEvents
+from ..events import SpikeEvents
 from ..formats import spike_events_to_sparse
 from ..inputs import to_tensor
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SpikeFileError
 from ..params import EncoderParams
 
 __all__ = ["FORMAT", "VERSION", "SpikeFileError", "read_spike_file", "spike_file_bytes"]
@@ -46,10 +47,6 @@ _ALLOWED = {  # name -> safetensors dtypes it may have
     "targets": {"I64"},
 }
 _NUMPY = {"U8": np.uint8, "U16": np.uint16, "U32": np.uint32, "I64": np.int64}
-
-
-class SpikeFileError(ValueError):
-    """A spike file that is not one, is damaged, or does not fit its own header."""
 
 
 def _checksum(arrays: Mapping[str, np.ndarray]) -> str:

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from .events import SpikeEvents
+from ..events import SpikeEvents
 from .stepper import simulate_steps
 from .torch_engine import simulate_exact
 

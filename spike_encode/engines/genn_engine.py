@@ -25,7 +25,6 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +33,12 @@ import torch
 
 from ..build_cache import cached_build, discard
 from ..cache_dir import default_cache_dir
+from ..errors import BackendUnavailableError
 from ..params import EncoderParams
-from .events import SpikeEvents
+from ..spec import NeuronSpec
+from ..events import SpikeEvents
 
-__all__ = ["GeNNEngine", "NeuronSpec", "MAX_CUDA_BATCH", "genn_backends", "import_pygenn", "INSTALL_HINT",
+__all__ = ["GeNNEngine", "MAX_CUDA_BATCH", "genn_backends", "import_pygenn", "INSTALL_HINT",
            "cache_is_writable", "cache_not_writable"]
 
 #: Largest ``model.batch_size`` used on GeNN's CUDA backend (1024 and up abort the process).
@@ -56,8 +57,6 @@ INSTALL_HINT = (
 
 def import_pygenn():
     """Import PyGeNN or raise :class:`~spike_encode.backends.BackendUnavailableError`."""
-    from ..backends import BackendUnavailableError
-
     try:
         import pygenn
     except ImportError as err:
@@ -76,7 +75,6 @@ def cache_is_writable(cache_dir: Path) -> bool:
 
 def cache_not_writable(cache_dir: Path, err: object = None):
     """The error for a GeNN cache folder that cannot hold built models."""
-    from ..backends import BackendUnavailableError
     from ..cache_dir import CACHE_ENV
 
     return BackendUnavailableError(
@@ -92,46 +90,6 @@ def genn_backends() -> list[str]:
     except ImportError:
         return []
     return list(backend_modules)
-
-
-def _code_of(model: Any) -> dict[str, object]:
-    """What identifies a neuron model's generated code, for the build cache key."""
-    if isinstance(model, str):
-        return {"builtin": model}
-    described: dict[str, object] = {"type": type(model).__qualname__}
-    for getter in ("get_sim_code", "get_threshold_condition_code", "get_reset_code",
-                   "get_params", "get_vars", "get_derived_params", "get_additional_input_vars"):
-        fn = getattr(model, getter, None)
-        if fn is not None:
-            try:
-                described[getter] = repr(fn())
-            except Exception:  # noqa: BLE001 - best effort description of a foreign object
-                described[getter] = "?"
-    return described
-
-
-@dataclass(frozen=True)
-class NeuronSpec:
-    """A GeNN neuron model for the projection neurons, reading its input as ``Isyn``.
-
-    Attributes:
-        model: a built-in model name (``"LIF"``) or a ``pygenn.create_neuron_model`` object.
-        params: its parameter values.
-        vars: initial values of its state variables, restored before every batch.
-    """
-
-    model: Any
-    params: dict[str, float]
-    vars: dict[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def tutorial_lif(cls, params: EncoderParams) -> "NeuronSpec":
-        """The tutorial's LIF projection neurons (``V = Vreset``, ``RefracTime = 0``)."""
-        lif = params.lif
-        return cls("LIF", lif.as_dict(), {"V": lif.Vreset, "RefracTime": 0.0})
-
-    def describe(self) -> dict[str, object]:
-        return {"model": _code_of(self.model), "params": self.params, "vars": self.vars}
 
 
 #: nvcc flag that keeps GeNN's CUDA code from fusing multiply-adds (PyGeNN 5.4 exposes no
@@ -228,8 +186,6 @@ class GeNNEngine:
         self.backend = "cuda" if self.device.type == "cuda" else "single_threaded_cpu"
         available = genn_backends()
         if self.backend not in available:
-            from ..backends import BackendUnavailableError
-
             raise BackendUnavailableError(
                 f"backend='genn' on device={str(self.device)!r} needs GeNN's {self.backend!r} backend, "
                 f"but this PyGeNN has {available}. {INSTALL_HINT}")

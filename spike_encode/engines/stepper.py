@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..params import EncoderParams
-from .events import SpikeEvents
+from ..events import SpikeEvents
 from .lif import LIFConstants, lif_alpha, lif_step
 
 __all__ = ["simulate_steps", "PROGRESS_NEURON_STEPS"]

@@ -19,7 +19,7 @@ import torch
 
 from ..params import EncoderParams
 from .crossing_table import UNKNOWN, crossing_table, replay_first_crossing
-from .events import SpikeEvents
+from ..events import SpikeEvents
 from .lif import ArrayT, LIFConstants, lif_alpha
 from .stepper import simulate_steps
 

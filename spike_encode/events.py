@@ -1,4 +1,5 @@
-"""The engines' common result: a batch's spikes as three sorted index tensors."""
+"""Spike events, what every engine returns and every output format renders: a batch's
+spikes as three index tensors sorted by (sample, step, neuron)."""
 
 from __future__ import annotations
 
