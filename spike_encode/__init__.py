@@ -2,7 +2,8 @@
 
 from typing import TYPE_CHECKING
 
-from .backends import BackendUnavailableError
+from .errors import BackendUnavailableError, ImageError, SpecMismatchError, SpikeEncodeError, SpikeFileError
+from .events import SpikeEvents
 from .formats import (
     events_to_sparse,
     times_to_sparse,
@@ -11,15 +12,17 @@ from .formats import (
     to_sparse,
     to_times,
 )
-from .inputs import ImageError
+from .functional import clear_engine_cache, latency_encode
+from .outputs import Dense, Events, OutputFormat, Sparse, Times, Tonic
+from .outputs.tonic import TONIC_DTYPE, time_step_us, tonic_frames
 from .params import TUTORIAL_LIF_PARAMS, EncoderParams, LIFParams
-from .tonic_format import TONIC_DTYPE
-from .transform import LatencyEncode, latency_encode
+from .spec import EncodingSpec
+from .transform import LatencyEncode
 
 if TYPE_CHECKING:  # the plotting helpers are imported lazily, see __getattr__
     from .plots import plot_rasters, save_rasters
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _PLOTTING = ("plot_rasters", "save_rasters")
 
@@ -35,19 +38,33 @@ def __getattr__(name: str):
 
 __all__ = [
     "BackendUnavailableError",
+    "Dense",
     "EncoderParams",
+    "EncodingSpec",
+    "Events",
     "ImageError",
     "LIFParams",
     "LatencyEncode",
+    "OutputFormat",
+    "Sparse",
+    "SpecMismatchError",
+    "SpikeEncodeError",
+    "SpikeEvents",
+    "SpikeFileError",
     "TONIC_DTYPE",
     "TUTORIAL_LIF_PARAMS",
+    "Times",
+    "Tonic",
+    "clear_engine_cache",
     "events_to_sparse",
     "latency_encode",
     "plot_rasters",
     "save_rasters",
+    "time_step_us",
     "times_to_sparse",
     "to_dense",
     "to_events",
     "to_sparse",
     "to_times",
+    "tonic_frames",
 ]

@@ -20,7 +20,8 @@ from typing import Any, NoReturn
 import torch
 
 from . import __version__
-from .backends import BackendUnavailableError
+from .engines.registry import backend_names
+from .errors import BackendUnavailableError
 from .cache_dir import CACHE_ENV, default_cache_dir
 from .datasets import DATA_ENV, DATASETS, EMNIST_SPLITS, image_dataset, parse_dataset_name
 from .formats import sparse_to_events
@@ -101,7 +102,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_encoder_options(parser: argparse.ArgumentParser) -> None:
     defaults = EncoderParams()
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "genn"),
+    parser.add_argument("--backend", default="auto", choices=backend_names(),
                         help="engine: auto picks torch on a CPU, GeNN on CUDA where PyGeNN's CUDA backend is installed")
     parser.add_argument("--device", type=_device, default=None,
                         help="torch device to encode on, e.g. cpu or cuda (default: cpu)")
@@ -277,10 +278,11 @@ def _info(args: argparse.Namespace) -> None:
     print(f"  torch  available (devices: {devices})")
     genn, why = _genn_version()
     if genn:
-        from .backends import auto_uses_genn
         from .engines.genn_engine import genn_backends
+        from .engines.registry import auto_engine_name
+        from .spec import EncodingSpec
 
-        cuda = torch.cuda.is_available() and auto_uses_genn(torch.device("cuda"))
+        cuda = torch.cuda.is_available() and auto_engine_name(EncodingSpec(), torch.device("cuda")) == "genn"
         print(f"  genn   PyGeNN {genn}, GeNN backends: {', '.join(genn_backends()) or 'none'} "
               f"(backend='auto' uses GeNN on: {'cuda' if cuda else 'no device here'}; torch on the CPU)")
     else:

@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .params import EncoderParams
@@ -130,6 +131,10 @@ class EncodingSpec:
 
     def digest(self) -> str:
         """A stable SHA-256 hex digest of :meth:`as_dict`."""
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:  # computed once per (immutable) spec: engines are looked up by it
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True, default=str).encode()).hexdigest()
 
     def __hash__(self) -> int:

@@ -1,8 +1,9 @@
-"""``LatencyEncode``: the encoder as an ``nn.Module`` and torchvision v2 transform, over the
-plain function ``latency_encode``."""
+"""``LatencyEncode``: the encoder as an ``nn.Module`` and torchvision v2 transform, a thin
+module over :func:`spike_encode.functional.latency_encode`."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,34 +11,87 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
+from torchvision import tv_tensors
 from torchvision.transforms.v2 import Transform
-from torchvision.transforms.v2._utils import check_type
 
-from .backends import check_backend_name, make_engine
 from .devices import resolve_device
-from .formats import OUTPUT_FORMATS, EventList, events_to_output
-from .inputs import as_image_batch, input_currents
-from .params import EncoderParams, LIFParams
+from .engines.registry import Engine, check_backend_name
+from .errors import BackendUnavailableError
+from .functional import Spikes, encode_images, encoding_spec, engine_for
+from .outputs import OutputFormat, output_format
+from .outputs.dense import Dense
+from .outputs.tonic import sensor_size
+from .params import EncoderParams
 from .spec import EncodingSpec, NeuronSpec
-from .tonic_format import sensor_size, time_step_us
 
-__all__ = ["LatencyEncode", "latency_encode"]
+__all__ = ["LatencyEncode", "find_image"]
 
-Spikes = torch.Tensor | EventList | list[np.ndarray] | np.ndarray
+
+def _is_image(leaf: Any) -> bool:
+    return isinstance(leaf, (PIL.Image.Image, tv_tensors.Image))
+
+
+def _is_plain(leaf: Any) -> bool:
+    return isinstance(leaf, np.ndarray) or (isinstance(leaf, torch.Tensor) and not isinstance(leaf, tv_tensors.TVTensor))
+
+
+def _leaves(sample: Any, path: tuple = ()) -> list[tuple[tuple, Any]]:
+    """``(path, leaf)`` of a sample of tuples, lists and dicts, depth first in order."""
+    if isinstance(sample, (tuple, list)):
+        return [leaf for i, item in enumerate(sample) for leaf in _leaves(item, (*path, i))]
+    if isinstance(sample, Mapping):
+        return [leaf for key, item in sample.items() for leaf in _leaves(item, (*path, key))]
+    return [(path, sample)]
+
+
+def find_image(sample: Any) -> tuple[Any, ...]:
+    """The path (indices and keys) of a sample's image, by torchvision v2's rule: the first
+    PIL image or ``tv_tensors.Image``, else the first plain tensor or ndarray. Other
+    ``tv_tensors`` (masks, boxes, key points), labels, strings and numbers are not images.
+
+    Raises:
+        TypeError: the sample holds no image, naming the types it holds.
+    """
+    leaves = _leaves(sample)
+    for test in (_is_image, _is_plain):
+        for path, leaf in leaves:
+            if test(leaf):
+                return path
+    raise TypeError(
+        "images must be a torch.Tensor, a numpy array or a PIL image (alone or in a sample such as "
+        f"(image, label)), got {', '.join(sorted({type(leaf).__name__ for _, leaf in leaves})) or 'an empty sample'}")
+
+
+def _replace(sample: Any, path: tuple, value: Any) -> Any:
+    """``sample`` with the leaf at ``path`` replaced (containers rebuilt, leaves shared)."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(sample, Mapping):
+        rebuilt = dict(sample)
+        rebuilt[head] = _replace(sample[head], rest, value)
+        return type(sample)(rebuilt) if type(sample) is not dict else rebuilt
+    items = list(sample)
+    items[head] = _replace(sample[head], rest, value)
+    if isinstance(sample, tuple):
+        return type(sample)(*items) if hasattr(sample, "_fields") else type(sample)(items)
+    return items
 
 
 class LatencyEncode(Transform):
     """Encode images as latency-coded spike trains of GeNN LIF projection neurons.
 
-    Each image's pixels are normalised to sum to 1, scaled by ``input_scale`` (nA) and
-    injected as constant currents into one LIF neuron per pixel and channel, simulated for
-    ``present_time_ms``: strong pixels fire early. Spikes are exactly those GeNN's tutorial
-    model produces (float32, single-threaded CPU backend).
+    Each image's pixels become constant input currents (the input rule; the tutorial's:
+    normalised to sum to 1, times ``input_scale`` nA) into one LIF neuron per pixel and
+    channel, simulated for ``present_time_ms``: strong pixels fire early. Spikes are exactly
+    those GeNN's tutorial model produces (float32, single-threaded CPU backend).
 
     An ``nn.Module`` and a torchvision v2 transform: it goes in ``nn.Sequential`` and
-    ``v2.Compose``, ``.to(device)`` moves where it computes, and called on a sample such as
-    ``(image, label)`` it encodes the image and passes the rest through (torchvision v2's
-    rule: a PIL image, ``tv_tensors.Image`` or the first plain tensor is the image).
+    ``v2.Compose``; ``.to(device)``/``.cuda()`` move where it computes; ``.double()``,
+    ``.half()`` or ``.to(dtype)`` set the dense output's dtype. Called on a sample (tuple,
+    dict, nested) it encodes only the image, found as torchvision v2 finds it
+    (:func:`find_image`), and passes the rest (labels, masks, boxes, strings) through.
+    The encoding is not differentiable: an image that requires grad is encoded detached.
 
     Args:
         dt: simulation time step (ms).
@@ -46,102 +100,145 @@ class LatencyEncode(Transform):
         lif_params: GeNN ``LIF`` parameters (``C`` nF, ``TauM`` ms, ``Vrest``/``Vreset``/
             ``Vthresh`` mV, ``Ioffset`` nA, ``TauRefrac`` ms); a partial dict overrides only
             the names it gives; defaults are the tutorial's ``PN_PARAMS``.
-        backend: ``"auto"``, ``"torch"`` or ``"genn"``.
+        backend: ``"auto"`` or a registered engine, ``"torch"`` or ``"genn"``
+            (:mod:`spike_encode.engines.registry`).
         device: where to compute and return spikes (``None``: the input's device).
-        output: ``"sparse"`` (default), ``"dense"``, ``"times"``, ``"events"`` or ``"tonic"``
-            (see :mod:`spike_encode.formats`).
-        time_first: with ``output="dense"``, return ``(T, B, ...)`` instead of ``(B, T, ...)``.
+        output: ``"sparse"`` (default), ``"dense"``, ``"times"``, ``"events"``, ``"tonic"``, or
+            an output-format object (:mod:`spike_encode.outputs`).
+        time_first: dense only: ``(T, B, ...)`` instead of ``(B, T, ...)``.
+        dtype: dense only: element type (values 0/1), float32 by default, as ``nn.Linear``,
+            snnTorch and Norse take; ``torch.bool`` uses a quarter of the memory.
+        flatten: sparse, dense and times: ``True`` (default) neurons along one axis ``N``;
+            ``False`` keeps the image's shape, ``(B, T, C, H, W)`` (time-first dense
+            ``(T, B, C, H, W)``), times ``(B, C, H, W)``, for convolutional SNNs.
         precision: GeNN's ``scalar`` type, ``"float"`` (bit-exact with the torch engine) or
             ``"double"`` (GeNN only).
         arithmetic: ``"ieee"`` (default): GeNN's CPU backend arithmetic, one rounding per
-            float32 operation, as in the golden files; the GeNN backend on CUDA is compiled
-            to match. ``"fma"``: the LIF update's multiply-adds fused, as nvcc compiles GeNN's
-            CUDA code by default (about 1 neuron in 100,000 fires a step apart); torch
-            engine, or GeNN on CUDA.
-        cache_dir: where the GeNN backend keeps built models (default
-            ``$SPIKE_ENCODE_CACHE`` or ``~/.cache/spike_encode``).
-        neuron_model: GeNN only: another neuron model for the projection neurons, a
-            built-in name or a ``pygenn.create_neuron_model`` object that reads its input
-            as ``Isyn``; with ``neuron_params`` and initial ``neuron_vars`` (restored before
-            every batch). ``lif_params`` then does not apply.
+            float32 operation, as in the golden files; ``"fma"``: the LIF update's
+            multiply-adds fused, as nvcc compiles GeNN's CUDA code by default.
+        cache_dir: where the GeNN backend keeps built models (default ``$SPIKE_ENCODE_CACHE``
+            or the user cache folder).
+        neuron_model: GeNN only: another neuron model for the projection neurons, a built-in
+            name or a ``pygenn.create_neuron_model`` object reading its input as ``Isyn``; with
+            ``neuron_params`` and initial ``neuron_vars`` (restored before every batch).
         channels: ``"all"`` (default): one neuron per channel and pixel, ``N = C * H * W``
-            (neuron ``(c * H + h) * W + w``), the whole image normalised to sum to 1;
-            ``"gray"``: RGB images converted to one channel by torchvision's
-            ``rgb_to_grayscale`` first (1-channel images are unchanged).
-        dtype: element type of ``output="dense"`` (values 0/1): float32 by default, as
-            ``nn.Linear``, snnTorch and Norse take; ``torch.bool`` uses a quarter of the memory.
-        flatten: ``True`` (default): neurons along one axis ``N``; ``False``: the image's
-            shape is kept, sparse and dense ``(B, T, C, H, W)`` (time-first dense
-            ``(T, B, C, H, W)``), times ``(B, C, H, W)``, for convolutional SNNs.
+            (neuron ``(c * H + h) * W + w``); ``"gray"``: RGB images converted to one channel first.
+        input_rule: how pixels become currents (:data:`spike_encode.spec.INPUT_RULES`;
+            ``None``: the default rule).
+
+    An option that does not apply to the chosen output (``time_first`` with sparse output,
+    say) is refused. Everything that decides the spikes is :attr:`spec`.
 
     Input follows torchvision's rank rule: ``(H, W)`` or ``(C, H, W)`` is one image (result
-    without batch dimension, e.g. ``(T, N)``), ``(B, C, H, W)`` a batch (``(B, T, N)``); a
-    ``(B, H, W)`` stack is one ``(C, H, W)`` image, so give batches as ``(B, 1, H, W)``.
-    Tensors and arrays of uint8, uint16, other integers or floats, and PIL images in any
-    mode (see :func:`spike_encode.inputs.to_tensor`), are accepted.
+    without batch dimension, e.g. ``(T, N)``), ``(B, C, H, W)`` a batch (``(B, T, N)``).
     """
-
-    _transformed_types = (torch.Tensor, PIL.Image.Image, np.ndarray)
 
     def __init__(
         self,
         dt: float = 0.1,
         present_time_ms: float = 20.0,
         input_scale: float = 80.0,
+        *,
         lif_params: Mapping[str, float] | None = None,
         backend: str = "auto",
         device: torch.device | str | None = None,
-        output: str = "sparse",
-        time_first: bool = False,
+        output: str | OutputFormat = "sparse",
+        time_first: bool | None = None,
+        dtype: torch.dtype | None = None,
+        flatten: bool | None = None,
         precision: str = "float",
         arithmetic: str = "ieee",
         cache_dir: str | Path | None = None,
         neuron_model: Any = None,
         neuron_params: Mapping[str, float] | None = None,
         neuron_vars: Mapping[str, float] | None = None,
-        *,
         channels: str = "all",
-        dtype: torch.dtype = torch.float32,
-        flatten: bool = True,
+        input_rule: str | None = None,
     ) -> None:
         super().__init__()
-        self.params = EncoderParams(dt, present_time_ms, input_scale, LIFParams.from_mapping(lif_params), arithmetic)
+        spec = encoding_spec(dt, present_time_ms, input_scale, lif_params=lif_params, arithmetic=arithmetic,
+                             channels=channels, input_rule=input_rule, precision=precision,
+                             neuron_model=neuron_model, neuron_params=neuron_params, neuron_vars=neuron_vars)
+        self._setup(spec, output_format(output, time_first=time_first, dtype=dtype, flatten=flatten),
+                    backend, device, cache_dir)
+
+    @classmethod
+    def from_spec(cls, spec: EncodingSpec, *, output: str | OutputFormat = "sparse", backend: str = "auto",
+                  device: torch.device | str | None = None, cache_dir: str | Path | None = None,
+                  **options: Any) -> "LatencyEncode":
+        """An encoder for a recorded :class:`~spike_encode.EncodingSpec` (e.g. a spike file's);
+        ``options`` are the output's (``time_first``, ``dtype``, ``flatten``)."""
+        if not isinstance(spec, EncodingSpec):
+            raise TypeError(f"spec must be an EncodingSpec, got {type(spec).__name__}")
+        encoder = cls.__new__(cls)
+        Transform.__init__(encoder)
+        encoder._setup(spec, output_format(output, **options), backend, device, cache_dir)
+        return encoder
+
+    def _setup(self, spec: EncodingSpec, fmt: OutputFormat, backend: str, device: Any,
+               cache_dir: str | Path | None) -> None:
+        fmt.check_spec(spec)
+        self.spec = spec
+        self.output_format = fmt
         self.backend = check_backend_name(backend)
         self.device = resolve_device(device)
-        if output not in OUTPUT_FORMATS:
-            raise ValueError(f"output={output!r} is not one of {OUTPUT_FORMATS}")
-        if output == "times" and not self.params.at_most_one_spike:
-            raise ValueError(
-                f"output='times' needs at most one spike per neuron, but TauRefrac="
-                f"{self.params.lif.TauRefrac} ms lets a neuron fire again within the "
-                f"{self.params.present_time_ms} ms window; use output='sparse' or 'events'"
-            )
-        if output == "tonic":
-            time_step_us(self.params.dt)
-        if not flatten and output in ("events", "tonic"):
-            raise ValueError(f"flatten=False keeps the image shape of sparse, dense and times output; "
-                             f"output={output!r} has its own layout")
-        if not isinstance(dtype, torch.dtype) or dtype.is_complex:
-            raise ValueError(f"dtype must be a real torch.dtype such as torch.float32 or torch.bool, got {dtype!r}")
-        self.output = output
-        self.time_first = bool(time_first)
-        self.channels = channels
-        self.dtype = dtype
-        self.flatten = bool(flatten)
-        self.precision = precision
         self.cache_dir = cache_dir
-        self.neuron = _neuron_spec(neuron_model, neuron_params, neuron_vars, lif_params)
-        self.spec = EncodingSpec(self.params, channels=channels, precision=precision, neuron=self.neuron)
-        self.engine_name, self._engine = self._make_engine()
+        self.engine_name = self._engine()[0]  # made (or found) now: a missing backend fails here
 
-    def _make_engine(self):
-        return make_engine(self.backend, self.params, self.device, precision=self.precision,
-                           cache_dir=self.cache_dir, neuron=self.neuron)
+    def _engine(self) -> tuple[str, Engine]:
+        return engine_for(self.backend, self.spec, self.device, self.cache_dir)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine computing this encoder's spikes (shared by encoders with the same
+        backend, spec, device and cache folder)."""
+        return self._engine()[1]
+
+    # the spec's and the output's fields, as 0.2.0 had them
+    @property
+    def params(self) -> EncoderParams:
+        """Time step, window, input scale, LIF parameters and arithmetic (part of :attr:`spec`)."""
+        return self.spec.params
+
+    @property
+    def channels(self) -> str:
+        """The channel policy (part of :attr:`spec`)."""
+        return self.spec.channels
+
+    @property
+    def precision(self) -> str:
+        """GeNN's ``scalar`` type (part of :attr:`spec`)."""
+        return self.spec.precision
+
+    @property
+    def neuron(self) -> NeuronSpec | None:
+        """A custom GeNN neuron model, or ``None`` (part of :attr:`spec`)."""
+        return self.spec.neuron
+
+    @property
+    def output(self) -> str:
+        """The output format's name."""
+        return self.output_format.name
+
+    @property
+    def time_first(self) -> bool:
+        """Dense output is ``(T, B, ...)``."""
+        return bool(getattr(self.output_format, "time_first", False))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dense output's element type."""
+        return getattr(self.output_format, "dtype", torch.float32)
+
+    @property
+    def flatten(self) -> bool:
+        """Neurons along one axis (``False``: the image's shape)."""
+        return bool(getattr(self.output_format, "flatten", True))
 
     @property
     def num_steps(self) -> int:
         """Steps per presentation window."""
-        return self.params.num_steps
+        return self.spec.num_steps
 
     def sensor_size(self, image_shape: Sequence[int]) -> tuple[int, int, int]:
         """Tonic's ``sensor_size`` ``(W, H, C)`` of this encoder's ``output="tonic"`` events
@@ -149,94 +246,68 @@ class LatencyEncode(Transform):
         width, height, channels = sensor_size(image_shape)
         return (width, height, 1 if self.channels == "gray" else channels)
 
-    def encode(self, images: Any) -> Spikes:
-        """Encode one image or a batch (no sample handling); see the class docstring for shapes."""
-        batch, batched = as_image_batch(images)
-        if self.device is not None:
-            batch = batch.to(self.device)
-        currents = input_currents(batch, self.spec)
-        events = self._engine(currents)
-        keep_shape = self.output == "tonic" or not self.flatten
-        image_shape = (1 if self.channels == "gray" else batch.shape[1], *batch.shape[2:])
-        return events_to_output(events, self.output, self.params.dt, self.time_first, batched,
-                                dtype=self.dtype, image_shape=image_shape if keep_shape else None)
+    def encode(self, images: Any, *, out: torch.Tensor | None = None) -> Spikes:
+        """Encode one image or a batch (no sample handling); see the class docstring for
+        shapes. ``out``: dense output only, a buffer to write the raster into."""
+        return encode_images(images, self.spec, self.output_format, backend=self.backend, device=self.device,
+                             cache_dir=self.cache_dir, out=out)
 
-    def check_inputs(self, flat_inputs: list[Any]) -> None:
-        """Refuse a sample without an image (torchvision would pass it through unchanged)."""
-        if not any(check_type(inpt, self._transformed_types) for inpt in flat_inputs):
-            raise TypeError(
-                "images must be a torch.Tensor, a numpy array or a PIL image (alone or in a "
-                f"sample such as (image, label)), got {', '.join(sorted({type(i).__name__ for i in flat_inputs}))}"
-            )
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Spikes:
-        """torchvision v2's hook: encode the sample's image."""
-        return self.encode(inpt)
+    def forward(self, *inputs: Any) -> Any:
+        """Encode the image of a sample (or an image, or a batch); the rest passes through."""
+        sample = inputs if len(inputs) > 1 else inputs[0]
+        path = find_image(sample)
+        leaf = sample
+        for key in path:
+            leaf = leaf[key]
+        return _replace(sample, path, self.encode(leaf))
 
     def _set_device(self, device: torch.device) -> None:
         if device != self.device:
             self.device = device
-            self.engine_name, self._engine = self._make_engine()
+            self.engine_name = self._engine()[0]
 
     def to(self, *args: Any, **kwargs: Any) -> "LatencyEncode":
-        """Compute (and return spikes) on another device, as ``nn.Module.to``; a dtype is ignored.
+        """As ``nn.Module.to``: a device (or a tensor's device) moves where the encoder
+        computes, a floating-point dtype sets the dense output's dtype.
 
         Raises:
-            RuntimeError: when a CUDA device is asked for and PyTorch sees no such GPU.
+            BackendUnavailableError: the device cannot be used here (no such GPU, ``meta``).
         """
-        device = torch._C._nn._parse_to(*args, **kwargs)[0]  # nn.Module.to's own parsing
-        if device is not None:
+        device = kwargs.get("device")
+        if device is None and args and isinstance(args[0], (str, torch.device, int, torch.Tensor)):
+            device = args[0].device if isinstance(args[0], torch.Tensor) else args[0]
+        if device is not None and not isinstance(device, bool):
             self._set_device(resolve_device(device))
         return super().to(*args, **kwargs)
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> "LatencyEncode":
-        # .cuda(), .cpu() and moves of a container (nn.Sequential(...).to(device)) come here:
-        # the device a probe tensor lands on is where the encoder computes.
-        probe = torch.zeros(0, device=self.device)
+        # .to(), .cuda(), .cpu(), .double(), .half() and moves of a container
+        # (nn.Sequential(...).to(device)) all come here, as for any nn.Module: a probe tensor
+        # shows the device (when it changes) and the floating-point dtype asked for.
+        fmt = self.output_format
+        dense_float = isinstance(fmt, Dense) and fmt.dtype.is_floating_point
+        probe = torch.zeros(0, device=self.device, dtype=fmt.dtype if dense_float else torch.float32)
         try:
             moved = fn(probe)
         except (AssertionError, RuntimeError) as err:
-            raise RuntimeError(f"{type(self).__name__} cannot move to the device asked for: {err}") from err
+            raise BackendUnavailableError(f"{type(self).__name__} cannot move to the device asked for: {err}") from err
         if moved.device != probe.device:
             self._set_device(resolve_device(moved.device))
+        if dense_float and moved.dtype != probe.dtype:
+            self.output_format = dataclasses.replace(fmt, dtype=moved.dtype)
         return super()._apply(fn, recurse)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("_engine")
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self.engine_name, self._engine = self._make_engine()
-
     def extra_repr(self) -> str:
-        p = self.params
+        p = self.spec.params
+        defaults = EncodingSpec()
         return (
             f"dt={p.dt}, present_time_ms={p.present_time_ms}, "
             f"input_scale={p.input_scale}, lif_params={p.lif.as_dict()}, "
             f"backend={self.backend!r} [{self.engine_name}], device={self.device}, "
-            f"output={self.output!r}" + (", time_first=True" if self.time_first else "")
-            + (f", channels={self.channels!r}" if self.channels != "all" else "")
-            + (f", dtype={self.dtype}" if self.output == "dense" else "")
-            + (", flatten=False" if not self.flatten else "")
+            f"output={self.output_format!r}"
+            + (f", channels={self.channels!r}" if self.channels != defaults.channels else "")
+            + (f", input_rule={self.spec.input_rule!r}" if self.spec.input_rule != defaults.input_rule else "")
             + (f", precision={self.precision!r}" if self.precision != "float" else "")
             + (f", arithmetic={p.arithmetic!r}" if p.arithmetic != "ieee" else "")
             + (f", neuron_model={self.neuron.model!r}" if self.neuron is not None else "")
         )
-
-
-def _neuron_spec(model: Any, params: Mapping[str, float] | None, vars: Mapping[str, float] | None,
-                 lif_params: Mapping[str, float] | None):
-    if model is None:
-        if params is not None or vars is not None:
-            raise ValueError("neuron_params/neuron_vars need neuron_model (the LIF takes lif_params)")
-        return None
-    if lif_params is not None:
-        raise ValueError("lif_params applies to the tutorial's LIF; with neuron_model give neuron_params")
-    return NeuronSpec(model, dict(params or {}), dict(vars or {}))
-
-
-def latency_encode(images: Any, **kwargs: Any) -> Spikes:
-    """Functional form: ``LatencyEncode(**kwargs)(images)``."""
-    return LatencyEncode(**kwargs)(images)

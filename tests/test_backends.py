@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from spike_encode import BackendUnavailableError, LatencyEncode
+from spike_encode import BackendUnavailableError, LatencyEncode, latency_encode
 
 
 def test_missing_pygenn_is_a_clear_error_with_install_hint(monkeypatch):
@@ -33,5 +33,38 @@ def test_settings_only_genn_runs_need_genn(monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
 @pytest.mark.parametrize("backend", ["torch", "genn", "auto"])
 def test_asking_for_a_missing_gpu_is_a_clear_error(backend):
-    with pytest.raises(RuntimeError, match="device='cuda'.*no CUDA GPU"):
+    with pytest.raises(BackendUnavailableError, match="device='cuda'.*no CUDA GPU"):
         LatencyEncode(backend=backend, device="cuda")
+    with pytest.raises(BackendUnavailableError, match="device='cuda'"):
+        latency_encode(torch.ones(1, 4, 4), backend=backend, device="cuda")
+    enc = LatencyEncode(backend=backend)
+    for move in (lambda: enc.to("cuda"), enc.cuda, lambda: torch.nn.Sequential(enc).to("cuda")):
+        with pytest.raises(BackendUnavailableError):
+            move()
+    assert enc.device is None  # unchanged by the refused moves
+
+
+@pytest.mark.parametrize("device", ["meta", "mps", "ipu"])
+def test_devices_spike_encode_cannot_compute_on_are_refused(device):
+    with pytest.raises(BackendUnavailableError, match=f"not '{device}'"):
+        LatencyEncode(device=device)
+
+
+def test_every_error_is_a_spike_encode_error_and_keeps_its_builtin_base():
+    from spike_encode import ImageError, SpecMismatchError, SpikeEncodeError, SpikeFileError
+
+    for error, builtin in ((BackendUnavailableError, RuntimeError), (ImageError, ValueError),
+                           (SpikeFileError, ValueError), (SpecMismatchError, ValueError)):
+        assert issubclass(error, SpikeEncodeError) and issubclass(error, builtin)
+    with pytest.raises(ValueError, match="all-zero"):  # except ValueError keeps working
+        LatencyEncode(backend="torch")(torch.zeros(1, 4, 4))
+
+
+def test_auto_and_the_cli_read_the_engine_registry():
+    from spike_encode.cli import _parser
+    from spike_encode.engines.registry import ENGINES, backend_names
+
+    assert backend_names() == ("auto", *ENGINES) and set(ENGINES) >= {"torch", "genn"}
+    encode = _parser()._subparsers._group_actions[0].choices["encode"]
+    backend = next(a for a in encode._actions if a.dest == "backend")
+    assert tuple(backend.choices) == backend_names()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from spike_encode import LatencyEncode
+from spike_encode import LatencyEncode, clear_engine_cache
 from spike_encode.engines.genn_engine import genn_backends
 
 from .conftest import GOLDEN_NAMES, load_golden
@@ -26,8 +26,17 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("genn-cache")
 
 
+@pytest.fixture(autouse=True)
+def fresh_engines():
+    """Each test starts with no cached engine, as a new process does (engines that a test
+    changes or damages are not shared with the next)."""
+    clear_engine_cache()
+    yield
+    clear_engine_cache()
+
+
 def genn_encoder(params, cache, **kwargs):
-    return LatencyEncode(params.dt, params.present_time_ms, params.input_scale, params.lif.as_dict(),
+    return LatencyEncode(params.dt, params.present_time_ms, params.input_scale, lif_params=params.lif.as_dict(),
                          backend="genn", cache_dir=cache, **kwargs)
 
 
@@ -46,7 +55,7 @@ def test_genn_backend_agrees_with_torch_engine_on_random_input(seed, cache):
     params = random_params(rng)
     images = torch.from_numpy((rng.random((24, 1, 20, 20)) ** 4 * 255).astype(np.uint8))
     genn = genn_encoder(params, cache)(images).to_dense()
-    torch_ = LatencyEncode(params.dt, params.present_time_ms, params.input_scale, params.lif.as_dict(),
+    torch_ = LatencyEncode(params.dt, params.present_time_ms, params.input_scale, lif_params=params.lif.as_dict(),
                            backend="torch")(images).to_dense()
     assert genn.sum() > 0 and torch.equal(genn, torch_)
 
@@ -55,21 +64,21 @@ def test_a_short_last_batch_gives_the_same_spikes_as_a_full_one(mnist_test, cach
     enc = LatencyEncode(backend="genn", cache_dir=cache)
     full = enc(mnist_test[0][:10]).to_dense()
     tail = enc(mnist_test[0][9:17]).to_dense()  # 8 images run padded in the same model (capacity 16)
-    assert list(enc._engine._loaded) == [(16, 784)]
+    assert list(enc.engine._loaded) == [(16, 784)]
     assert torch.equal(tail[:1], full[9:10])
     # a much smaller batch gets a model of its own instead of running padded in the large one
     assert torch.equal(enc(mnist_test[0][3]).to_dense(), full[3])
-    assert list(enc._engine._loaded) == [(16, 784), (1, 784)]
+    assert list(enc.engine._loaded) == [(16, 784), (1, 784)]
     assert torch.equal(enc(mnist_test[0][:10]).to_dense(), full)  # both stay loaded and usable
-    assert list(enc._engine._loaded) == [(1, 784), (16, 784)]
+    assert list(enc.engine._loaded) == [(1, 784), (16, 784)]
 
 
 def test_batches_above_max_batch_run_in_chunks(mnist_test, cache):
     images = mnist_test[0][:36]  # chunks of 16, 16 and 4
     enc = LatencyEncode(backend="genn", cache_dir=cache)
-    enc._engine.max_batch = 16
+    enc.engine.max_batch = 16
     assert torch.equal(enc(images).to_dense(), LatencyEncode(backend="torch")(images).to_dense())
-    assert list(enc._engine._loaded) == [(16, 784), (4, 784)]
+    assert list(enc.engine._loaded) == [(16, 784), (4, 784)]
 
 
 def test_another_window_length_reuses_the_built_model(mnist_test, tmp_path):
@@ -77,8 +86,8 @@ def test_another_window_length_reuses_the_built_model(mnist_test, tmp_path):
     short(mnist_test[0][:4])
     long = LatencyEncode(backend="genn", cache_dir=tmp_path, present_time_ms=30.0)
     spikes = long(mnist_test[0][:4])
-    assert short._engine.last_build[1] and not long._engine.last_build[1]
-    assert short._engine.last_build[0] == long._engine.last_build[0]
+    assert short.engine.last_build[1] and not long.engine.last_build[1]
+    assert short.engine.last_build[0] == long.engine.last_build[0]
     expected = LatencyEncode(backend="torch", present_time_ms=30.0)(mnist_test[0][:4])
     assert spikes.shape == (4, 300, 784) and torch.equal(spikes.to_dense(), expected.to_dense())
 
@@ -95,7 +104,7 @@ def test_building_prints_nothing_to_the_users_terminal(tmp_path, capfd, caplog, 
     with caplog.at_level(logging.DEBUG, logger="spike_encode.engines.genn_engine"):
         enc = LatencyEncode(backend="genn", cache_dir=tmp_path)
         enc(mnist_test[0][:2])
-    assert enc._engine.last_build[1]  # compiled now
+    assert enc.engine.last_build[1]  # compiled now
     out, err = capfd.readouterr()
     assert out == "" and err == ""
     assert any("building GeNN model" in r.getMessage() for r in caplog.records)  # there when asked for
@@ -104,16 +113,17 @@ def test_building_prints_nothing_to_the_users_terminal(tmp_path, capfd, caplog, 
 def test_a_damaged_cache_entry_is_rebuilt_once(tmp_path, mnist_test):
     first = LatencyEncode(backend="genn", cache_dir=tmp_path)
     expected = first(mnist_test[0][:3]).to_dense()
-    entry = first._engine.last_build[0]
-    for state in first._engine._loaded.values():
+    entry = first.engine.last_build[0]
+    for state in first.engine._loaded.values():
         state["model"].unload()
     library = next(entry.rglob("librunner.so"))
     damaged = library.with_name("damaged")
     damaged.write_bytes(library.read_bytes()[:1000])  # truncated, as a full disk leaves it
     damaged.replace(library)
+    clear_engine_cache()  # as a new process: the damaged entry is found on loading
     again = LatencyEncode(backend="genn", cache_dir=tmp_path)
     assert torch.equal(again(mnist_test[0][:3]).to_dense(), expected)
-    assert again._engine.last_build == (entry, True)  # rebuilt in place
+    assert again.engine.last_build == (entry, True)  # rebuilt in place
 
 
 def test_a_cache_folder_that_cannot_be_written_is_named(tmp_path):
@@ -127,7 +137,7 @@ def test_a_cache_folder_that_cannot_be_written_is_named(tmp_path):
 
 
 def test_fused_arithmetic_needs_genns_cuda_backend(cache):
-    with pytest.raises(ValueError, match="arithmetic='fma'.*CUDA"):
+    with pytest.raises(ValueError, match="arithmetic='fma'.*cuda"):
         LatencyEncode(backend="genn", arithmetic="fma", cache_dir=cache)
     assert LatencyEncode(arithmetic="fma", cache_dir=cache).engine_name == "torch"  # auto, on the CPU
 
@@ -197,7 +207,7 @@ _CHILD = textwrap.dedent("""
     start = time.perf_counter()
     enc = LatencyEncode(backend="genn", cache_dir=sys.argv[1], input_scale=77.0)
     spikes = enc(images[:50])
-    entry, built = enc._engine.last_build
+    entry, built = enc.engine.last_build
     print(json.dumps({"built": built, "entry": str(entry), "nnz": int(spikes._nnz()),
                       "seconds": time.perf_counter() - start}))
 """)
@@ -242,13 +252,15 @@ def test_an_entry_that_does_not_load_is_rebuilt_once_then_named(tmp_path, mnist_
         return real(self, entry, *shape)
 
     monkeypatch.setattr(GeNNEngine, "_load_entry", fails_once)
+    clear_engine_cache()  # as a new process, which loads the entry
     enc = LatencyEncode(backend="genn", cache_dir=tmp_path)
     assert torch.equal(enc(mnist_test[0][:1]).to_dense(), LatencyEncode(backend="torch")(mnist_test[0][:1]).to_dense())
-    assert len(calls) == 2 and enc._engine.last_build == (calls[0], True)
+    assert len(calls) == 2 and enc.engine.last_build == (calls[0], True)
 
     def always_fails(self, entry, *shape):
         raise RuntimeError("Unable to load library")
 
     monkeypatch.setattr(GeNNEngine, "_load_entry", always_fails)
+    clear_engine_cache()
     with pytest.raises(RuntimeError, match=f"GeNN cache entry {calls[0]} was rebuilt and still does not load"):
         LatencyEncode(backend="genn", cache_dir=tmp_path)(mnist_test[0][:1])

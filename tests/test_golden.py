@@ -22,7 +22,7 @@ def encode_keys(enc: LatencyEncode, images: torch.Tensor, batch: int = 1000) -> 
 
 def _encoder(params, device):
     return LatencyEncode(params.dt, params.present_time_ms, params.input_scale,
-                         params.lif.as_dict(), backend="torch", device=device)
+                         lif_params=params.lif.as_dict(), backend="torch", device=device)
 
 
 @pytest.mark.parametrize("name", GOLDEN_NAMES)

@@ -62,8 +62,8 @@ def test_events_to_sparse_refuses_what_lies_outside_the_window_or_the_neurons(pa
     times = torch.tensor([p[0] for p in pairs], dtype=torch.float64)
     ids = torch.tensor([p[1] for p in pairs], dtype=torch.int64)
     with np.errstate(invalid="ignore"):
-        step = [None if math.isnan(t) else round(t / DT) for t, _ in pairs]
-    valid = all(s is not None and 0 <= s < T for s in step) and all(0 <= i < N for _, i in pairs)
+        step = [None if math.isnan(t) else math.floor(t / DT + 1e-9) for t, _ in pairs]
+    valid = all(s is not None and t >= 0 and s < T for s, (t, _) in zip(step, pairs)) and all(0 <= i < N for _, i in pairs)
     unique = len({(s, i) for s, (_, i) in zip(step, pairs)}) == len(pairs)
     if not (valid and unique):
         with pytest.raises(ValueError, match=r"events\[0\]"):

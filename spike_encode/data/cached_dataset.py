@@ -20,7 +20,8 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from tqdm.auto import tqdm
 
 from ..events import SpikeEvents
-from ..formats import OUTPUT_FORMATS, events_to_output, sparse_to_events
+from ..formats import sparse_to_events
+from ..outputs import OutputFormat, output_format
 from ..params import EncoderParams
 from .loader import SpikeLoader
 from .spike_file import SpikeFileError, read_spike_file, spike_file_bytes
@@ -47,13 +48,12 @@ def _encoder_params(encoder: Any) -> EncoderParams:
 
 def _sparse_encoder(encoder: Any) -> Any:
     """``encoder`` itself if it returns sparse batches, else a shallow copy that does."""
-    if getattr(encoder, "output", "sparse") == "sparse":
+    if getattr(encoder, "output_format", None) in (None, output_format()):
         return encoder
     import copy
 
     sparse = copy.copy(encoder)  # shares the engine; only the output format differs
-    sparse.output = "sparse"
-    sparse.flatten = True
+    sparse.output_format = output_format()
     return sparse
 
 
@@ -267,8 +267,9 @@ class SpikeDataset(Dataset):
         params: parameters the file must have been encoded with (``EncoderParams`` or its
             ``as_dict()``), when no encoder is given.
         output, time_first, dtype, flatten: the items' format, as ``LatencyEncode``'s, when no
-            encoder is given (``flatten=False`` and ``output="tonic"`` use the image shape
-            recorded in the file).
+            encoder is given (a format object, or a name and its options; an option that does
+            not apply to the format is refused; ``flatten=False`` and ``output="tonic"`` use the
+            image shape recorded in the file).
         mmap: memory-map the arrays (default) rather than read them into memory.
         verify: check the arrays' checksum on open (reads the file once); ``False`` skips
             it for files you trust. Sizes, dtypes, index ranges and order are always checked.
@@ -286,10 +287,10 @@ class SpikeDataset(Dataset):
         encoder: Any = None,
         *,
         params: EncoderParams | Mapping[str, float] | None = None,
-        output: str = "sparse",
-        time_first: bool = False,
-        dtype: torch.dtype = torch.float32,
-        flatten: bool = True,
+        output: str | OutputFormat = "sparse",
+        time_first: bool | None = None,
+        dtype: torch.dtype | None = None,
+        flatten: bool | None = None,
         mmap: bool = True,
         verify: bool = True,
     ) -> None:
@@ -297,19 +298,14 @@ class SpikeDataset(Dataset):
             if params is not None:
                 raise ValueError("give encoder or params, not both")
             params = _encoder_params(encoder)
-            output = getattr(encoder, "output", output)
-            time_first = getattr(encoder, "time_first", time_first)
-            dtype = getattr(encoder, "dtype", dtype)
-            flatten = getattr(encoder, "flatten", flatten)
-        if output not in OUTPUT_FORMATS:
-            raise ValueError(f"output={output!r} is not one of {OUTPUT_FORMATS}")
+            if output != "sparse" or (time_first, dtype, flatten) != (None, None, None):
+                raise ValueError("the encoder decides the items' output format; give encoder or output options, not both")
+            self.output_format = getattr(encoder, "output_format", output_format())
+        else:
+            self.output_format = output_format(output, time_first=time_first, dtype=dtype, flatten=flatten)
         if params is not None and not isinstance(params, EncoderParams):
             params = EncoderParams.from_dict(params)
         self.path = Path(path)
-        self.output = output
-        self.time_first = bool(time_first)
-        self.dtype = dtype
-        self.flatten = bool(flatten)
         self.mmap = bool(mmap)
         self.verify = bool(verify)
         self._expected = params
@@ -341,16 +337,21 @@ class SpikeDataset(Dataset):
             raise IndexError(f"index {i} is out of range for a SpikeDataset of {n} samples")
         return i % n
 
+    @property
+    def output(self) -> str:
+        """The items' output format's name."""
+        return self.output_format.name
+
     def _render(self, ev: SpikeEvents, batched: bool) -> Any:
         """Spikes in the items' format (the encoder's, or the one given)."""
-        image_shape = None
-        if self.output == "tonic" or not self.flatten:
-            image_shape = self.header.get("image_shape")
-            if image_shape is None:
-                raise ValueError(f"{self.path} records no image shape, which output={self.output!r}"
-                                 f"{'' if self.flatten else ' with flatten=False'} needs")
-        return events_to_output(ev, self.output, self.params.dt, self.time_first, batched,
-                                dtype=self.dtype, image_shape=image_shape)
+        shape = self.header.get("image_shape")
+        try:
+            return self.output_format.render(ev, dt=self.params.dt, batched=batched,
+                                              image_shape=None if shape is None else tuple(shape))
+        except ValueError as err:
+            if shape is not None:
+                raise
+            raise ValueError(f"{self.path} records no image shape, which {self.output_format!r} needs") from err
 
     def _events(self, indices: np.ndarray) -> SpikeEvents:
         starts, stops = self._offsets[indices], self._offsets[indices + 1]
