@@ -25,6 +25,21 @@ def pytest_configure(config):
         os.environ["SPIKE_ENCODE_CACHE"] = tempfile.mkdtemp(prefix="spike-encode-test-cache-")
 
 
+#: Fixtures that read the real MNIST files: a test that uses one is in the slow tier.
+_MNIST_FIXTURES = {"data_root", "mnist_test"}
+#: Test modules that build GeNN models, spawn processes, train or build packages: slow tier.
+_SLOW_MODULES = {"test_genn", "test_packaging", "test_train_snn", "test_distributed", "test_bench_scripts"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fast tier (``pytest -m "not slow"``) leaves out what reads MNIST, runs GeNN or
+    spawns processes; the default run (CI) keeps everything."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in _SLOW_MODULES or _MNIST_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is missing (set SPIKE_ENCODE_SHARED to the shared folder)")
