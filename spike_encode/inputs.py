@@ -242,28 +242,49 @@ def _scaled(shares: torch.Tensor, input_scale: float) -> torch.Tensor:
     return shares.mul_(torch.tensor(input_scale, dtype=torch.float32, device=shares.device))
 
 
-def background_levels(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The background level ``b`` of each image of a ``(B, N)`` float32 batch of pixels >= 0,
-    and which images have ``b = 0``.
+def background_levels(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The background level ``b`` of each image of a ``(B, N)`` batch of pixels >= 0, and
+    which images have ``b = 0``.
 
     ``b = m + median(|x - m|)``, ``m = median(x)``: the image's median pixel plus its median
-    absolute deviation (lower medians over the ``N`` values). Where at least half the pixels
-    are 0 (every MNIST image) both medians are 0; those images are found by counting zeros,
-    without computing a median.
+    absolute deviation (lower medians over the ``N`` values, in float32). Where at least half
+    the pixels are 0 (every MNIST image) both medians are 0; those images are found by
+    counting zeros, without computing a median. uint8 images take their medians from a
+    histogram of their 256 values (the same numbers, several times faster).
 
     Returns:
         ``(B, 1)`` float32 levels, and a ``(B,)`` bool tensor, ``True`` where the level is 0.
     """
-    count = x.shape[1]
-    zero = (x == 0).sum(dim=1) > (count - 1) // 2  # the lower median is the ((N - 1) // 2)-th smallest
-    levels = torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)
+    count = pixels.shape[1]
+    zero = (pixels == 0).sum(dim=1) > (count - 1) // 2  # the lower median is the ((N - 1) // 2)-th smallest
+    levels = torch.zeros(pixels.shape[0], 1, dtype=torch.float32, device=pixels.device)
     rows = (~zero).nonzero()[:, 0]
     if rows.numel():
-        sub = x.index_select(0, rows)
-        median = sub.median(dim=1, keepdim=True).values
-        spread = (sub - median).abs_().median(dim=1, keepdim=True).values
-        levels.index_copy_(0, rows, median + spread)
+        sub = pixels.index_select(0, rows)
+        levels.index_copy_(0, rows, _uint8_levels(sub) if sub.dtype == torch.uint8 else _float_levels(sub))
     return levels, zero
+
+
+def _float_levels(pixels: torch.Tensor) -> torch.Tensor:
+    """``median + median absolute deviation`` of each row of a ``(R, N)`` batch, in float32."""
+    x = pixels.to(torch.float32)
+    median = x.median(dim=1, keepdim=True).values
+    return median + (x - median).abs_().median(dim=1, keepdim=True).values
+
+
+def _uint8_levels(pixels: torch.Tensor) -> torch.Tensor:
+    """:func:`_float_levels` of a ``(R, N)`` uint8 batch, from each row's histogram."""
+    rows, count = pixels.shape
+    rank = (count - 1) // 2  # of the lower median, from 0
+    offsets = torch.arange(rows, dtype=torch.int32, device=pixels.device)[:, None] * 256
+    histogram = torch.bincount((pixels.to(torch.int32) + offsets).view(-1), minlength=rows * 256).view(rows, 256)
+    median = (histogram.cumsum(dim=1) <= rank).sum(dim=1, keepdim=True)  # first value past `rank` pixels
+    distance = torch.arange(256, device=pixels.device)
+    above, below = median + distance, median - distance
+    at_distance = (torch.where(above <= 255, histogram.gather(1, above.clamp(max=255)), 0)
+                   + torch.where((below >= 0) & (distance > 0), histogram.gather(1, below.clamp(min=0)), 0))
+    spread = (at_distance.cumsum(dim=1) <= rank).sum(dim=1, keepdim=True)
+    return (median + spread).to(torch.float32)
 
 
 def contrast_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tensor:
@@ -294,7 +315,7 @@ def contrast_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tensor:
     """
     check_pixel_values(pixels)
     x = pixels.to(torch.float32)
-    levels, zero = background_levels(x)
+    levels, zero = background_levels(pixels)
     if not bool(zero.all()):
         rows = (~zero).nonzero()[:, 0]
         x = x.index_copy(0, rows, (x.index_select(0, rows) - levels.index_select(0, rows)).clamp_(min=0))

@@ -140,3 +140,17 @@ def test_photographs_spike_as_mnist_does_at_the_defaults(statistics, size, chann
         pytest.skip("no sample photograph installed (scikit-learn, matplotlib)")
     ok, what = _meets_issue_17(statistics.encode(photos, "contrast", channels))
     assert ok, what
+
+
+def test_uint8_images_get_the_same_background_from_their_histogram():
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 256, (6, n), dtype=np.uint8) for n in (1, 2, 3, 784, 3072)]
+    edge = np.full((4, 100), 200, dtype=np.uint8)
+    edge[1, :60] = 255  # brightest value fills most of the image
+    edge[2, :49] = 0  # just under half black
+    edge[3, ::2] = 0  # exactly half black: lower median 0
+    for pixels in [*images, edge, (rng.random((5, 999)) ** 6 * 255).astype(np.uint8)]:
+        x = torch.from_numpy(pixels)
+        levels, zero = background_levels(x)
+        expected, expected_zero = background_levels(x.float())  # medians by torch.median
+        assert torch.equal(zero, expected_zero) and torch.equal(levels, expected), pixels.shape
