@@ -248,21 +248,18 @@ def background_levels(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
     ``b = m + median(|x - m|)``, ``m = median(x)``: the image's median pixel plus its median
     absolute deviation (lower medians over the ``N`` values, in float32). Where at least half
-    the pixels are 0 (every MNIST image) both medians are 0; those images are found by
-    counting zeros, without computing a median. uint8 images take their medians from a
-    histogram of their 256 values (the same numbers, several times faster).
+    the pixels are 0 (every MNIST image) both medians are exactly 0; a batch of such images
+    is found by counting zeros, without computing a median. uint8 images take their medians
+    from a histogram of their 256 values (the same numbers, several times faster).
 
     Returns:
         ``(B, 1)`` float32 levels, and a ``(B,)`` bool tensor, ``True`` where the level is 0.
     """
     count = pixels.shape[1]
     zero = (pixels == 0).sum(dim=1) > (count - 1) // 2  # the lower median is the ((N - 1) // 2)-th smallest
-    levels = torch.zeros(pixels.shape[0], 1, dtype=torch.float32, device=pixels.device)
-    rows = (~zero).nonzero()[:, 0]
-    if rows.numel():
-        sub = pixels.index_select(0, rows)
-        levels.index_copy_(0, rows, _uint8_levels(sub) if sub.dtype == torch.uint8 else _float_levels(sub))
-    return levels, zero
+    if bool(zero.all()):
+        return torch.zeros(pixels.shape[0], 1, dtype=torch.float32, device=pixels.device), zero
+    return (_uint8_levels(pixels) if pixels.dtype == torch.uint8 else _float_levels(pixels)), zero
 
 
 def _float_levels(pixels: torch.Tensor) -> torch.Tensor:
@@ -317,8 +314,7 @@ def contrast_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tensor:
     x = pixels.to(torch.float32)
     levels, zero = background_levels(pixels)
     if not bool(zero.all()):
-        rows = (~zero).nonzero()[:, 0]
-        x = x.index_copy(0, rows, (x.index_select(0, rows) - levels.index_select(0, rows)).clamp_(min=0))
+        x = (x - levels).clamp_(min=0)  # exactly x where the level is 0
     totals = x.sum(dim=1, keepdim=True)
     flat = ~zero[:, None] & (totals == 0)  # nothing above the background: no current
     totals = torch.where(flat, torch.ones_like(totals), totals)
