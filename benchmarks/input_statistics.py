@@ -146,8 +146,8 @@ def encode(images: torch.Tensor, rule: str, channels: str = "all", batch_size: i
     return Spikes(torch.cat(firsts), torch.cat(firing), counts, neurons)
 
 
-def time_ratio(images: torch.Tensor, channels: str, repeats: int = 9,
-               least_s: float = 0.3) -> tuple[float, dict[str, float]]:
+def time_ratio(images: torch.Tensor, channels: str, repeats: int = 15,
+               least_s: float = 0.5) -> tuple[float, dict[str, float]]:
     """How long encoding (currents, then the exact engine) takes under ``"contrast"`` over
     ``"sum"``, and each rule's images/s: batches of about 2**22 pixels, the rules timed in
     turn, ``repeats`` times, each time over enough passes through ``images`` to take
