@@ -242,7 +242,7 @@ def _demo(args: argparse.Namespace) -> None:
         first = first.scatter_reduce(0, ev.sample, steps, reduce="amin", include_self=False)
         counts.append(n)
         firsts.append(first * dt)
-        means.append(total / n.clamp(min=1) * dt)
+        means.append(torch.where(n > 0, total / n.clamp(min=1), float("nan")) * dt)  # NaN: silent
     counts, firsts, means, targets = torch.cat(counts), torch.cat(firsts), torch.cat(means), torch.cat(labels)
     print(f"\nencoded {count} {label} images in {elapsed:.2f} s "
           f"({count / elapsed:,.0f} images/s, {enc.engine_name} engine)")

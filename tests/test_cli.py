@@ -330,6 +330,8 @@ def test_demo_says_which_images_are_silent(tmp_path, capsys):
     assert "nan" not in out
     assert "     0     0      0      0.0   silent        -" in out
     assert "over the 1 images that spike" in out and "1 of 2 images are silent" in out
+    row = next(line for line in out.splitlines() if line.startswith("     1     1"))
+    assert f"mean latency {row.split()[-1]} ms" in out  # the silent image does not count as 0 ms
 
 
 def test_emnist_split_spellings():
