@@ -163,7 +163,8 @@ def latency_by_image_kind(images, path: Path, count: int = 200) -> Path:
     axes = grid.reshape(-1)
 
     def draw(ax, spikes, label, **style):
-        share = spikes.latency_counts.reshape(-1, per_bin).sum(dim=1).double() / (len(spikes.first_step) * spikes.neurons)
+        neurons = len(spikes.first_step) * spikes.neurons
+        share = spikes.latency_counts.reshape(-1, per_bin).sum(dim=1).double() / neurons
         spiking = spikes.first_step >= 0
         first = float(spikes.first_step[spiking].double().median()) * dt if bool(spiking.any()) else None
         label += f": {100 * float(spiking.double().mean()):.0f}% of images spike" + (

@@ -370,9 +370,9 @@ def _parser() -> argparse.ArgumentParser:
                             help="encode a dataset split to one spike file (read it with SpikeDataset)",
                             description="Encode a dataset split to one spike file, read back with "
                                         "spike_encode.data.SpikeDataset. By default the file is "
-                                        "<cache directory>/datasets/<dataset>-<split>[-<H>x<W>][-first<N>]-<digest>.spikes, "
-                                        "digest naming the encoding (parameters, channels, input rule); spike-encode info "
-                                        "prints the cache directory.")
+                                        "<cache directory>/datasets/<dataset>-<split>[-<H>x<W>][-first<N>]-"
+                                        "<digest>.spikes, digest naming the encoding (parameters, channels, "
+                                        "input rule); spike-encode info prints the cache directory.")
     _add_data_options(encode)
     _add_encoder_options(encode)
     _add_batch_options(encode)

@@ -300,10 +300,11 @@ def test_a_folder_mixing_grey_and_colour_files_encodes_as_torchvision_reads_it(t
     gray = LatencyEncode(backend="torch", channels="gray")
     spikes, _ = SpikeDataset(out, gray).get_batch(range(5))
     assert spikes.shape == (5, gray.num_steps, 12 * 10)
-    assert_same_sparse(spikes.index_select(0, torch.tensor([4])), gray(torch.from_numpy(grey)[None, None]))  # the grey file's own spikes
+    grey_file = spikes.index_select(0, torch.tensor([4]))
+    assert_same_sparse(grey_file, gray(torch.from_numpy(grey)[None, None]))  # the grey file's own spikes
     colour = [Image.open(p) for p in sorted(folder.glob("*/*.png"))[:4]]
     expected = torch.stack([torch.from_numpy(np.array(image.convert("L")))[None] for image in colour])
-    assert_same_sparse(spikes.index_select(0, torch.arange(4)), gray(expected))  # PIL's convert("L") of the colour files
+    assert_same_sparse(spikes.index_select(0, torch.arange(4)), gray(expected))  # PIL's convert("L") of the others
 
 
 def test_images_of_different_sizes_name_two_sizes_and_resize_with_size(tmp_path, capsys):

@@ -71,7 +71,8 @@ def test_brightness_and_contrast_do_not_change_the_currents():
     stronger = contrast_currents((images.to(torch.int32) * 3).reshape(3, -1), 80.0)
     assert torch.equal(_bits(brighter), _bits(currents)) and torch.equal(_bits(stronger), _bits(currents))
     # the tutorial's rule follows brightness: a brighter photo spreads its current thinner
-    assert not torch.equal(normalised_currents((images + 50).reshape(3, -1), 80.0), normalised_currents(images.reshape(3, -1), 80.0))
+    tutorial = normalised_currents(images.reshape(3, -1), 80.0)
+    assert not torch.equal(normalised_currents((images + 50).reshape(3, -1), 80.0), tutorial)
 
 
 def test_an_image_with_nothing_above_its_background_is_silent_and_an_all_zero_one_refused():

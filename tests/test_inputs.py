@@ -81,6 +81,7 @@ def test_an_image_that_requires_grad_is_encoded_detached(enc, digits):
     assert torch.equal(spikes.to_dense(), enc(digits.float() / 255).to_dense())
 
 
+@pytest.mark.filterwarnings("ignore:.*(Sparse CSR|nested tensors).*:UserWarning")
 @pytest.mark.parametrize("make, words", [
     (lambda x: x.to("meta"), "device 'meta'"),
     (lambda x: x.to_sparse(), "layout torch.sparse_coo"),
