@@ -1,4 +1,6 @@
-"""Make the pictures of docs/encoding.md with spike_encode, from the MNIST test set.
+"""Make the pictures of docs/encoding.md with spike_encode, from the MNIST test set, and from
+1/f-noise images and crops of the sample photographs installed packages ship (made at run time
+by benchmarks/input_statistics.py; no image data is stored).
 
     python docs/make_figures.py [--data-root ../shared/data] [--out-dir docs/images]
 
@@ -7,7 +9,9 @@ Writes (each well under 200 KB):
 - ``raster_first4.png``: the tutorial's raster plot of the first four test digits;
 - ``latency_per_pixel.png``: each of those digits next to its first-spike latency per pixel;
 - ``latency_histogram.png``: first-spike latencies of all 10,000 test images;
-- ``latency_vs_current.png``: latency as a function of a pixel's input current.
+- ``latency_vs_current.png``: latency as a function of a pixel's input current;
+- ``latency_by_image_kind.png``: first-spike latencies of MNIST, photographs and 1/f noise at
+  32 x 32 RGB, 224 x 224 RGB and 64 x 64 grey, under the "contrast" and "sum" input rules.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ import numpy as np
 import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # a checkout without spike_encode installed
+sys.path.append(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # input_statistics
 
 from spike_encode import LatencyEncode, to_times  # noqa: E402
 from spike_encode.datasets import load_mnist  # noqa: E402
 from spike_encode.plots import save_rasters  # noqa: E402
+from input_statistics import SIZES, encode, one_over_f_images, photo_crops  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = os.environ.get("SPIKE_ENCODE_DATA", str(HERE.parents[1] / "shared" / "data"))
@@ -148,6 +154,48 @@ def latency_vs_current(images, enc: LatencyEncode, path: Path) -> Path:
     return path
 
 
+def latency_by_image_kind(images, path: Path, count: int = 200) -> Path:
+    """Each neuron's first-spike latency, per kind of image and input rule (0.5 ms bins)."""
+    plt = _plt()
+    dt, steps, per_bin = 0.1, 200, 5
+    edges = np.arange(0, steps + 1, per_bin) * dt
+    fig, grid = plt.subplots(2, 2, figsize=(10, 6.4), constrained_layout=True)
+    axes = grid.reshape(-1)
+
+    def draw(ax, spikes, label, **style):
+        neurons = len(spikes.first_step) * spikes.neurons
+        share = spikes.latency_counts.reshape(-1, per_bin).sum(dim=1).double() / neurons
+        spiking = spikes.first_step >= 0
+        first = float(spikes.first_step[spiking].double().median()) * dt if bool(spiking.any()) else None
+        label += f": {100 * float(spiking.double().mean()):.0f}% of images spike" + (
+            f", {100 * float(spikes.firing.median()):.0f}% of neurons fire, first {first:.1f} ms"
+            if first is not None else "")
+        ax.stairs(100 * share.numpy(), edges, label=label, **style)
+
+    draw(axes[0], encode(images, "contrast", batch_size=1000), "contrast = sum", color="#1f77b4", lw=1.5)
+    axes[0].set_title(f"MNIST test ({len(images):,}), 28 x 28 grey", fontsize=10)
+    for ax, (name, height, width, channels) in zip(axes[1:], SIZES):
+        photos = photo_crops(count, height)
+        if photos is not None:
+            draw(ax, encode(photos, "contrast", channels), "photos, contrast", color="#1f77b4", lw=1.5)
+        draw(ax, encode(one_over_f_images(count, height, width), "contrast", channels), "1/f noise, contrast",
+             color="#2ca02c", lw=1.2, ls="--")
+        if photos is not None:
+            draw(ax, encode(photos, "sum", channels), "photos, sum", color="#d62728", lw=1.2)
+        ax.set_title(f"{name}" + (", channels='gray'" if channels == "gray" else "") + f" ({count} each)", fontsize=10)
+    for ax in axes:
+        ax.set_xlim(0, steps * dt)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.4)  # room for the legend
+        ax.set_xlabel("first-spike latency (ms)")
+        ax.set_ylabel("% of neurons per 0.5 ms")
+        ax.legend(fontsize=7.5, loc="upper right")
+    fig.suptitle("Each neuron's first spike at the defaults: the \"contrast\" rule gives photographs of any size\n"
+                 "MNIST-like spikes; the tutorial's \"sum\" rule leaves them silent (medians over images)", fontsize=10)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=DEFAULT_DATA)
@@ -162,6 +210,7 @@ def main() -> None:
         latency_per_pixel(images, labels, sparse, args.out_dir / "latency_per_pixel.png"),
         latency_histogram(images, times, args.out_dir / "latency_histogram.png"),
         latency_vs_current(images, times, args.out_dir / "latency_vs_current.png"),
+        latency_by_image_kind(images, args.out_dir / "latency_by_image_kind.png"),
     ):
         size = path.stat().st_size
         print(f"wrote {path} ({size / 1024:.0f} KiB)")

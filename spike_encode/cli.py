@@ -25,7 +25,8 @@ from .errors import BackendUnavailableError
 from .cache_dir import CACHE_ENV, default_cache_dir
 from .datasets import DATA_ENV, DATASETS, EMNIST_SPLITS, image_dataset, parse_dataset_name
 from .formats import sparse_to_events
-from .params import ARITHMETICS, EncoderParams
+from .params import ARITHMETICS, TUTORIAL_LIF_PARAMS, EncoderParams
+from .spec import CHANNEL_POLICIES, INPUT_RULES, EncodingSpec
 from .transform import LatencyEncode
 
 __all__ = ["main"]
@@ -73,9 +74,26 @@ def _number(kind: Callable[[str], Any], ok: Callable[[Any], bool], what: str) ->
 
 
 _positive_int = _number(int, lambda v: v > 0, "a positive integer")
+_batch_size = _number(int, lambda v: 0 < v <= sys.maxsize, f"a positive integer up to {sys.maxsize}")
 _count = _number(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive finite number")
 _finite_float = _number(float, math.isfinite, "a finite number")
+
+
+def _out_path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty; give a path")
+    return text
+
+
+def _lif_param(text: str) -> tuple[str, float]:
+    """``NAME=VALUE``: one GeNN LIF parameter, its name checked."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or name not in TUTORIAL_LIF_PARAMS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=VALUE with NAME one of {', '.join(TUTORIAL_LIF_PARAMS)}")
+    return name, _number(float, math.isfinite, f"a finite number (in {text!r})")(value.strip())
 
 
 def _device(text: str) -> str:
@@ -98,6 +116,9 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
                         help="dataset split (default: test; not for ImageFolder)")
     parser.add_argument("--download", action="store_true",
                         help="download the dataset into --data-root when missing (MNIST is downloaded anyway)")
+    parser.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"), default=None,
+                        help="resize every image to H x W pixels first (needed for folders of images of "
+                             "different sizes)")
 
 
 def _add_encoder_options(parser: argparse.ArgumentParser) -> None:
@@ -110,24 +131,50 @@ def _add_encoder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--present-time-ms", type=_positive_float, default=defaults.present_time_ms,
                         help="presentation window (ms)")
     parser.add_argument("--input-scale", type=_finite_float, default=defaults.input_scale,
-                        help="current (nA) of a whole normalised image")
+                        help="current (nA) of a whole normalised 784-pixel image (the contrast rule gives "
+                             "an N-pixel image N/784 times as much)")
+    parser.add_argument("--input-rule", choices=INPUT_RULES, default=None,
+                        help=f"how pixels become currents: contrast (pixels above the image's background; "
+                             f"MNIST as the tutorial) or sum (the tutorial's rule) "
+                             f"(default: {EncodingSpec.input_rule})")
+    parser.add_argument("--channels", choices=CHANNEL_POLICIES, default="all",
+                        help="all: one neuron per channel and pixel; gray: RGB images as one grey channel")
+    parser.add_argument("--lif", type=_lif_param, action="append", default=None, metavar="NAME=VALUE",
+                        help=f"a GeNN LIF parameter, repeatable, e.g. --lif TauM=10 (names: "
+                             f"{', '.join(TUTORIAL_LIF_PARAMS)}; default: the tutorial's)")
     parser.add_argument("--arithmetic", choices=ARITHMETICS, default=defaults.arithmetic,
                         help="ieee: as GeNN's CPU backend; fma: as GeNN's default CUDA build")
 
 
 def _add_batch_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=_positive_int, default=1000, help="images encoded at once")
+    parser.add_argument("--batch-size", type=_batch_size, default=1000, help="images encoded at once")
     parser.add_argument("--num-workers", type=_count, default=0, help="DataLoader workers loading images")
     parser.add_argument("--limit", type=_positive_int, default=None,
                         help="encode only the first N images (default: all)")
 
 
 def _make_encoder(args: argparse.Namespace) -> LatencyEncode:
+    rule = {} if args.input_rule is None else {"input_rule": args.input_rule}  # None: the encoder's default
     try:
-        return LatencyEncode(dt=args.dt, present_time_ms=args.present_time_ms, input_scale=args.input_scale,
-                             backend=args.backend, device=args.device, arithmetic=args.arithmetic)
+        enc = LatencyEncode(dt=args.dt, present_time_ms=args.present_time_ms, input_scale=args.input_scale,
+                            lif_params=dict(args.lif) if args.lif else None, backend=args.backend,
+                            device=args.device, arithmetic=args.arithmetic, channels=args.channels, **rule)
     except RuntimeError as err:  # e.g. --device cuda where PyTorch sees no GPU
         raise _UsageError(str(err)) from err
+    _check_device(enc.device)
+    return enc
+
+
+def _check_device(device: torch.device | None) -> None:
+    """Refuse a device PyTorch names but cannot compute on here (meta, mps, ipu, ...)."""
+    if device is None:
+        return
+    try:
+        float(torch.ones(1, device=device).sum())  # meta tensors hold no values; mps, ipu need their builds
+    except (RuntimeError, NotImplementedError, AssertionError) as err:
+        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        reason = reason.split(". ")[0]  # PyTorch's missing-backend text runs on for lines
+        raise _UsageError(f"device {str(device)!r} cannot encode: {reason}") from None
 
 
 def _dataset(args: argparse.Namespace) -> tuple[Any, str]:
@@ -135,7 +182,7 @@ def _dataset(args: argparse.Namespace) -> tuple[Any, str]:
     from torch.utils.data import Subset
 
     dataset = image_dataset(args.dataset, args.data_root, args.split, emnist_split=args.emnist_split,
-                            download=True if args.download else None)
+                            download=True if args.download else None, size=args.size)
     name, emnist_split = parse_dataset_name(args.dataset, args.emnist_split)
     label = f"ImageFolder {args.data_root}" if name == "ImageFolder" else (
         f"{name}{'-' + emnist_split if emnist_split else ''} {args.split or 'test'}")
@@ -160,14 +207,16 @@ def _writable(path: Path, force: bool) -> Path:
 
 
 def _default_name(args: argparse.Namespace, enc: LatencyEncode) -> str:
-    """``<dataset>-<split>[-first<N>]-<digest>.spikes``: what the file holds."""
+    """``<dataset>-<split>[-<H>x<W>][-first<N>]-<digest>.spikes``: what the file holds (the
+    digest names the whole encoding: parameters, channel policy, input rule)."""
     name, emnist_split = parse_dataset_name(args.dataset, args.emnist_split)
     if name == "ImageFolder":
         source = f"imagefolder-{Path(args.data_root).resolve().name}"
     else:
         source = f"{name.lower()}{'-' + emnist_split if emnist_split else ''}-{args.split or 'test'}"
     first = f"-first{args.limit}" if args.limit else ""
-    return f"{source}{first}-{enc.params.digest()[:12]}.spikes"
+    size = f"-{args.size[0]}x{args.size[1]}" if args.size else ""
+    return f"{source}{size}{first}-{enc.spec.digest()[:12]}.spikes"
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -194,17 +243,22 @@ def _demo(args: argparse.Namespace) -> None:
         first = first.scatter_reduce(0, ev.sample, steps, reduce="amin", include_self=False)
         counts.append(n)
         firsts.append(first * dt)
-        means.append(total / n.clamp(min=1) * dt)
+        means.append(torch.where(n > 0, total / n.clamp(min=1), float("nan")) * dt)  # NaN: silent
     counts, firsts, means, targets = torch.cat(counts), torch.cat(firsts), torch.cat(means), torch.cat(labels)
     print(f"\nencoded {count} {label} images in {elapsed:.2f} s "
           f"({count / elapsed:,.0f} images/s, {enc.engine_name} engine)")
     print(f"\n{'image':>6} {'label':>5} {'spikes':>6} {'active %':>8} {'first ms':>8} {'mean ms':>8}")
     for i in range(min(args.show, count)):
-        print(f"{i:>6} {int(targets[i]):>5} {int(counts[i]):>6} {100 * int(counts[i]) / num_neurons:>8.1f} "
-              f"{float(firsts[i]):>8.1f} {float(means[i]):>8.2f}")
-    c = counts.double()
-    print(f"\nspikes per image: mean {c.mean():.1f}, min {int(c.min())}, max {int(c.max())}; "
-          f"first spike {firsts.nanmean():.2f} ms, mean latency {means.nanmean():.2f} ms on average")
+        times = (f"{float(firsts[i]):>8.1f} {float(means[i]):>8.2f}" if counts[i] else f"{'silent':>8} {'-':>8}")
+        print(f"{i:>6} {int(targets[i]):>5} {int(counts[i]):>6} {100 * int(counts[i]) / num_neurons:>8.1f} {times}")
+    c, silent = counts.double(), int((counts == 0).sum())
+    print(f"\nspikes per image: mean {c.mean():.1f}, min {int(c.min())}, max {int(c.max())}; " + (
+        f"first spike {firsts.nanmean():.2f} ms, mean latency {means.nanmean():.2f} ms on average"
+        + (f" over the {count - silent} images that spike" if silent else "") if silent < count else
+        "no image spiked"))
+    if silent:
+        print(f"{silent} of {count} images are silent: no neuron fired within {enc.params.present_time_ms:g} ms "
+              f"(a larger --input-scale, or --input-rule contrast, gives them stronger currents)")
     sparse_bytes = sum(b.indices().numel() * 8 + b.values().numel() * 4 for b in batches) / count
     print(f"sparse output: {sparse_bytes / 1024:.1f} KiB per image "
           f"(a dense float32 raster would be {enc.num_steps * num_neurons * 4 / 1024:.0f} KiB)")
@@ -311,20 +365,21 @@ def _parser() -> argparse.ArgumentParser:
     _add_encoder_options(demo)
     _add_batch_options(demo)
     demo.add_argument("--show", type=_count, default=10, help="images to list one by one")
-    demo.add_argument("--out", default="out", help="folder for raster.png")
+    demo.add_argument("--out", type=_out_path, default="out", help="folder for raster.png")
     demo.set_defaults(func=_demo)
 
     encode = sub.add_parser("encode", formatter_class=formatter,
                             help="encode a dataset split to one spike file (read it with SpikeDataset)",
                             description="Encode a dataset split to one spike file, read back with "
                                         "spike_encode.data.SpikeDataset. By default the file is "
-                                        "<cache directory>/datasets/<dataset>-<split>[-first<N>]-<digest>.spikes, "
-                                        "digest naming the encoder parameters; spike-encode info "
-                                        "prints the cache directory.")
+                                        "<cache directory>/datasets/<dataset>-<split>[-<H>x<W>][-first<N>]-"
+                                        "<digest>.spikes, digest naming the encoding (parameters, channels, "
+                                        "input rule); spike-encode info prints the cache directory.")
     _add_data_options(encode)
     _add_encoder_options(encode)
     _add_batch_options(encode)
-    encode.add_argument("--out", default=None, help="file to write (default: in the cache directory, see above)")
+    encode.add_argument("--out", type=_out_path, default=None,
+                        help="file to write (default: in the cache directory, see above)")
     encode.add_argument("--force", action="store_true", help="overwrite an existing file")
     encode.add_argument("--no-progress", action="store_true", help="no progress bar")
     encode.set_defaults(func=_encode)
@@ -337,7 +392,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="image indices (negative ones count from the end)")
     plot.add_argument("--cache", default=None,
                       help="plot from a file written by spike-encode encode (with its own parameters) instead")
-    plot.add_argument("--out", default="raster.png", help="PNG to write")
+    plot.add_argument("--out", type=_out_path, default="raster.png", help="PNG to write")
     plot.set_defaults(func=_plot)
 
     info = sub.add_parser("info", formatter_class=formatter,

@@ -1,12 +1,14 @@
 """Image datasets by name, as torchvision reads them, with uint8 ``(C, H, W)`` images.
 
 torchvision's MNIST, FashionMNIST, KMNIST, EMNIST, QMNIST, CIFAR10, CIFAR100 and SVHN, and
-``ImageFolder`` for a folder of one's own images (one sub-folder per class). Images reach the
-encoder as uint8 tensors (``PILToTensor``, not ``ToTensor``), so currents stay exactly GeNN's.
+``ImageFolder`` for a folder of one's own images (one sub-folder per class, read as torchvision
+reads them: every file as RGB). Images reach the encoder as uint8 tensors (``PILToTensor``,
+not ``ToTensor``), so currents stay exactly GeNN's; an optional resize comes first.
 """
 
 from __future__ import annotations
 
+import operator
 import os
 import shutil
 from collections.abc import Callable
@@ -70,20 +72,27 @@ def parse_dataset_name(name: str, emnist_split: str | None = None) -> tuple[str,
     return canonical, split
 
 
-def _open_image(path: str) -> Any:
-    """ImageFolder's loader, but grayscale images stay one channel (colour ones become RGB)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.convert("L" if image.mode in ("1", "L", "LA") else "RGB")
+def _check_size(size: Any) -> tuple[int, int] | None:
+    """``size`` as ``(H, W)`` positive ints, or ``None``."""
+    if size is None:
+        return None
+    try:
+        if isinstance(size, (str, bytes)) or any(isinstance(n, bool) for n in size):
+            raise TypeError
+        height, width = (operator.index(n) for n in size)
+    except (TypeError, ValueError):
+        height = width = 0
+    if height <= 0 or width <= 0:
+        raise ValueError(f"size must be (height, width) in pixels, two positive integers, got {size!r}")
+    return height, width
 
 
 def _build(name: str, root: Path, split: str, emnist_split: str | None, download: bool,
            transform: Callable | None) -> Dataset:
     import torchvision.datasets as tvd
 
-    if name == "ImageFolder":
-        return tvd.ImageFolder(str(root), transform=transform, loader=_open_image)
+    if name == "ImageFolder":  # torchvision's default loader: every file as RGB
+        return tvd.ImageFolder(str(root), transform=transform)
     common: dict[str, Any] = {"root": str(root), "transform": transform, "download": download}
     train = split == "train"
     if name == "EMNIST":
@@ -158,8 +167,14 @@ def image_dataset(
     emnist_split: str | None = None,
     download: bool | None = None,
     transform: Callable[[torch.Tensor], Any] | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Dataset:
     """A torchvision dataset of ``(uint8 (C, H, W) image tensor, int target)`` items.
+
+    ``ImageFolder`` reads every file as torchvision's own loader does, as RGB (``C = 3``,
+    grey files too: give the encoder ``channels="gray"`` for one channel, which gives a grey
+    file's own spikes exactly). Its images must share one size to be encoded in batches:
+    pass ``size`` to resize them.
 
     Args:
         name: one of :data:`DATASETS` (any case), or ``"EMNIST-<split>"``.
@@ -171,16 +186,19 @@ def image_dataset(
             MNIST is downloaded when missing, other datasets are not. A failed download leaves
             no empty or partial folders behind.
         transform: applied to the uint8 tensor image (after ``PILToTensor``).
+        size: ``(height, width)``: every image is resized to it first (torchvision's
+            ``Resize``, bilinear with antialiasing), before ``PILToTensor``.
 
     Raises:
-        ValueError: an unknown name or split, or an option that does not apply.
+        ValueError: an unknown name or split, an option that does not apply, or a bad size.
         FileNotFoundError: the dataset is not under ``root`` and was not (or could not be)
             downloaded.
     """
-    from torchvision.transforms import Compose, PILToTensor
+    from torchvision.transforms import Compose, PILToTensor, Resize
 
-    to_uint8 = PILToTensor() if transform is None else Compose([PILToTensor(), transform])
-    return _dataset(name, root, split, emnist_split, download, to_uint8)
+    size = _check_size(size)
+    steps = ([] if size is None else [Resize(size)]) + [PILToTensor()] + ([] if transform is None else [transform])
+    return _dataset(name, root, split, emnist_split, download, steps[0] if len(steps) == 1 else Compose(steps))
 
 
 def mnist_dataset(root: str | os.PathLike[str] | None = None, train: bool = False,

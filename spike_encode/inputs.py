@@ -1,5 +1,6 @@
 """Images in, input currents out: torchvision's rank rule, PIL modes, the channel policy,
-validation and the tutorial's normalisation."""
+validation and the input rules (:data:`~spike_encode.spec.INPUT_RULES`): the tutorial's
+``"sum"`` normalisation and the ``"contrast"`` rule that extends it beyond MNIST."""
 
 from __future__ import annotations
 
@@ -9,10 +10,18 @@ import numpy as np
 import torch
 
 from .errors import ImageError
-from .spec import CHANNEL_POLICIES, EncodingSpec
+from .spec import CHANNEL_POLICIES, INPUT_RULES, EncodingSpec
 
-__all__ = ["CHANNEL_POLICIES", "ImageError", "as_image_batch", "input_currents", "normalised_currents", "select_channels",
-           "to_tensor"]
+__all__ = ["CHANNEL_POLICIES", "INPUT_RULES", "REFERENCE_NEURONS", "ImageError", "as_image_batch", "background_levels",
+           "contrast_currents", "input_currents", "luma", "normalised_currents", "select_channels", "to_tensor"]
+
+#: Neurons of the tutorial's images (28 x 28 MNIST): the ``"contrast"`` rule gives an image
+#: of ``N`` neurons ``input_scale * N / REFERENCE_NEURONS`` nA in all.
+REFERENCE_NEURONS = 784
+
+# ITU-R 601-2 luma in PIL's 16-bit fixed point (R + G + B weights sum to 65536), and as fractions
+_LUMA_FIXED = (19595, 38470, 7471)
+_LUMA = (0.299, 0.587, 0.114)
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _UNSIGNED_DTYPES = (torch.uint8, torch.uint16, torch.uint32, torch.uint64)
@@ -51,11 +60,16 @@ def to_tensor(images: Any) -> torch.Tensor:
     A PIL image becomes one ``(C, H, W)`` image as :func:`_pil_to_tensor` describes; arrays
     and tensors keep their shape and dtype (big-endian arrays are read in native order).
 
+    The encoding is not differentiable: a tensor that requires grad is detached (no
+    gradient flows back to it).
+
     Raises:
-        TypeError: for any other type.
+        TypeError: for any other type, and for tensors without plain pixel values: nested
+            (ragged) tensors, sparse layouts and the ``meta`` device.
     """
     if isinstance(images, torch.Tensor):
-        return images.as_subclass(torch.Tensor)
+        _check_plain_tensor(images)
+        return images.detach().as_subclass(torch.Tensor)
     if isinstance(images, np.ndarray):
         if not images.dtype.isnative:
             images = images.astype(images.dtype.newbyteorder("="))
@@ -68,6 +82,18 @@ def to_tensor(images: Any) -> torch.Tensor:
         "images must be a torch.Tensor, a numpy array or a PIL image, "
         f"got {type(images).__name__}"
     )
+
+
+def _check_plain_tensor(images: torch.Tensor) -> None:
+    """Refuse tensors whose pixels cannot be read as one dense array."""
+    if images.is_nested:
+        raise TypeError("images is a nested tensor (images of different sizes); give a (B, C, H, W) batch "
+                        "of one size (resize them first) or encode the images one by one")
+    if images.layout != torch.strided:
+        raise TypeError(f"images must be a dense (strided) tensor, got layout {images.layout}; "
+                        "pass images.to_dense()")
+    if images.device.type == "meta":
+        raise TypeError("images are on device 'meta', which holds shapes but no pixel values to encode")
 
 
 def as_image_batch(images: Any) -> tuple[torch.Tensor, bool]:
@@ -92,11 +118,11 @@ def as_image_batch(images: Any) -> tuple[torch.Tensor, bool]:
             f"batch, got {tuple(tensor.shape)}"
         )
     batched = tensor.ndim == 4
-    batch = tensor if batched else tensor.reshape(1, -1, *tensor.shape[-2:])
-    if batch.shape[0] == 0:
+    if batched and tensor.shape[0] == 0:
         raise ValueError(f"images is an empty batch, shape {tuple(tensor.shape)}")
-    if batch[0].numel() == 0:
+    if tensor.numel() == 0:
         raise ValueError(f"images has no pixels, shape {tuple(tensor.shape)}")
+    batch = tensor if batched else tensor.reshape(1, -1, *tensor.shape[-2:])
     return batch, batched
 
 
@@ -104,9 +130,9 @@ def select_channels(images: torch.Tensor, channels: str) -> torch.Tensor:
     """Apply the channel policy to a ``(B, C, H, W)`` batch.
 
     ``"all"``: every channel kept (one neuron per channel and pixel). ``"gray"``: one channel;
-    3-channel (RGB) images through torchvision's ``rgb_to_grayscale`` (ITU-R 601-2 luma,
-    rounded and kept in the input's integer dtype, so uint8 stays uint8), 1-channel images
-    unchanged (MNIST gives the same spikes under both policies).
+    3-channel (RGB) images through :func:`luma` (PIL's ``convert("L")``, exactly, for uint8),
+    1-channel images unchanged (MNIST gives the same spikes under both policies, and an RGB
+    image with three equal channels the spikes of that grey image).
 
     Raises:
         ValueError: for an unknown policy, or ``"gray"`` on images with neither 1 nor 3 channels.
@@ -120,10 +146,37 @@ def select_channels(images: torch.Tensor, channels: str) -> torch.Tensor:
             f"channels='gray' converts RGB (3-channel) images, got {images.shape[1]} channels "
             f"(images of shape {tuple(images.shape)}); use channels='all'"
         )
-    from torchvision.transforms.v2.functional import rgb_to_grayscale
-
     check_pixel_values(images.reshape(images.shape[0], -1))  # before mixing channels hides them
-    return rgb_to_grayscale(images)
+    return luma(images)
+
+
+def luma(images: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601-2 luma ``L = 0.299 R + 0.587 G + 0.114 B`` of a ``(B, 3, H, W)`` batch of
+    non-negative pixels, as ``(B, 1, H, W)``.
+
+    Integer pixels: PIL's ``convert("L")`` arithmetic, exactly (16-bit fixed-point weights
+    19595, 38470, 7471, rounded half up), in the input's dtype; uint8 RGB gives PIL's ``L``
+    image bit for bit. Floating-point pixels: float32 (float64 stays float64). Both are
+    written as ``G + wR (R - G) + wB (B - G)``, so three equal channels give that channel
+    exactly (torchvision's ``rgb_to_grayscale`` truncates uint8: 100 becomes 99).
+
+    Raises:
+        ImageError: for 64-bit integer pixels of 2**46 or more (beyond the exact arithmetic).
+    """
+    if images.dtype.is_floating_point:
+        x = images if images.dtype == torch.float64 else images.to(torch.float32)
+        r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+        return g + _LUMA[0] * (r - g) + _LUMA[2] * (b - g)
+    x = images.to(torch.int64)
+    if images.dtype in (torch.int64, torch.uint64):
+        too_large = (x < 0) | (x >= 2**46)  # uint64 beyond int64 reads negative
+        if bool(too_large.any()):
+            sample = int(too_large.nonzero()[0, 0])
+            raise ImageError(sample, "has pixels of 2**46 or more; channels='gray' converts integer pixels "
+                                     "exactly only below that (pass float pixels)")
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    wr, _, wb = _LUMA_FIXED
+    return (g + (((r - g) * wr + (b - g) * wb + 32768) >> 16)).to(images.dtype)
 
 
 def check_pixel_values(pixels: torch.Tensor) -> None:
@@ -166,6 +219,12 @@ def normalised_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tenso
     check_pixel_values(pixels)
     x = pixels.to(torch.float32)
     totals = x.sum(dim=1, keepdim=True)
+    _check_totals(totals)
+    return _scaled(x / totals, input_scale)
+
+
+def _check_totals(totals: torch.Tensor) -> None:
+    """Refuse images whose ``(B, 1)`` float32 pixel sums overflow or are zero."""
     overflow = ~torch.isfinite(totals[:, 0])
     if bool(overflow.any()):
         sample = int(overflow.nonzero()[0, 0])
@@ -176,16 +235,105 @@ def normalised_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tenso
         sample = int(empty.nonzero()[0, 0])
         raise ImageError(sample, "has all-zero pixels: it cannot be normalised to sum to 1 (the "
                                  "tutorial's division would give NaN currents)")
-    scale = torch.tensor(input_scale, dtype=torch.float32, device=x.device)
-    return (x / totals).mul_(scale)  # in place on the fresh quotient; same float32 operations
+
+
+def _scaled(shares: torch.Tensor, input_scale: float) -> torch.Tensor:
+    """``shares * input_scale`` in float32, in place on the fresh quotient (the tutorial's last step)."""
+    return shares.mul_(torch.tensor(input_scale, dtype=torch.float32, device=shares.device))
+
+
+def background_levels(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The background level ``b`` of each image of a ``(B, N)`` batch of pixels >= 0, and
+    which images have ``b = 0``.
+
+    ``b = m + median(|x - m|)``, ``m = median(x)``: the image's median pixel plus its median
+    absolute deviation (lower medians over the ``N`` values, in float32). Where at least half
+    the pixels are 0 (every MNIST image) both medians are exactly 0; a batch of such images
+    is found by counting zeros, without computing a median. uint8 images take their medians
+    from a histogram of their 256 values (the same numbers, several times faster).
+
+    Returns:
+        ``(B, 1)`` float32 levels, and a ``(B,)`` bool tensor, ``True`` where the level is 0.
+    """
+    count = pixels.shape[1]
+    zero = (pixels == 0).sum(dim=1) > (count - 1) // 2  # the lower median is the ((N - 1) // 2)-th smallest
+    if bool(zero.all()):
+        return torch.zeros(pixels.shape[0], 1, dtype=torch.float32, device=pixels.device), zero
+    return (_uint8_levels(pixels) if pixels.dtype == torch.uint8 else _float_levels(pixels)), zero
+
+
+def _float_levels(pixels: torch.Tensor) -> torch.Tensor:
+    """``median + median absolute deviation`` of each row of a ``(R, N)`` batch, in float32."""
+    x = pixels.to(torch.float32)
+    median = x.median(dim=1, keepdim=True).values
+    return median + (x - median).abs_().median(dim=1, keepdim=True).values
+
+
+def _uint8_levels(pixels: torch.Tensor) -> torch.Tensor:
+    """:func:`_float_levels` of a ``(R, N)`` uint8 batch, from each row's histogram."""
+    rows, count = pixels.shape
+    rank = (count - 1) // 2  # of the lower median, from 0
+    offsets = torch.arange(rows, dtype=torch.int32, device=pixels.device)[:, None] * 256
+    histogram = torch.bincount((pixels.to(torch.int32) + offsets).view(-1), minlength=rows * 256).view(rows, 256)
+    median = (histogram.cumsum(dim=1) <= rank).sum(dim=1, keepdim=True)  # first value past `rank` pixels
+    distance = torch.arange(256, device=pixels.device)
+    above, below = median + distance, median - distance
+    at_distance = (torch.where(above <= 255, histogram.gather(1, above.clamp(max=255)), 0)
+                   + torch.where((below >= 0) & (distance > 0), histogram.gather(1, below.clamp(min=0)), 0))
+    spread = (at_distance.cumsum(dim=1) <= rank).sum(dim=1, keepdim=True)
+    return (median + spread).to(torch.float32)
+
+
+def contrast_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tensor:
+    """Input current (nA) per pixel under the ``"contrast"`` rule: each pixel's excess over
+    its image's background level (:func:`background_levels`), normalised to sum to 1, times
+    ``input_scale * N / 784``::
+
+        I_i = max(x_i - b, 0) / sum_j max(x_j - b, 0) * input_scale * N / 784
+
+    Every image gets ``input_scale / 784`` nA per neuron on average, whatever its size, and
+    only its pixels brighter than the background are driven, so photographs give sparse,
+    strong currents as MNIST digits do. Where at least half the pixels are 0, ``b = 0`` and
+    ``N = 784`` (every MNIST image) this is :func:`normalised_currents`, bit for bit: the same
+    float32 operations on the same values. Invariant to the image's brightness (adding a
+    constant) and, as the tutorial's rule, its contrast (a factor).
+
+    Args:
+        pixels: ``(B, N)`` non-negative pixel values, any real dtype.
+        input_scale: current (nA) of a whole 784-pixel image.
+
+    Returns:
+        ``(B, N)`` float32 currents on the device of ``pixels``; all zero (a silent image)
+        where no pixel is brighter than the background (e.g. a uniform image).
+
+    Raises:
+        ImageError: (a ``ValueError``) naming the image, for NaN/inf or negative pixels, an
+            all-zero image or one whose excess sums to more than float32 holds.
+    """
+    check_pixel_values(pixels)
+    x = pixels.to(torch.float32)
+    levels, zero = background_levels(pixels)
+    if not bool(zero.all()):
+        x = (x - levels).clamp_(min=0)  # exactly x where the level is 0
+    totals = x.sum(dim=1, keepdim=True)
+    flat = ~zero[:, None] & (totals == 0)  # nothing above the background: no current
+    totals = torch.where(flat, torch.ones_like(totals), totals)
+    _check_totals(totals)  # all-zero images, whose background is 0, are still refused
+    return _scaled(x / totals, input_scale * (x.shape[1] / REFERENCE_NEURONS))
+
+
+_RULES = {"sum": normalised_currents, "contrast": contrast_currents}
 
 
 def input_currents(images: torch.Tensor, spec: EncodingSpec) -> torch.Tensor:
     """The ``(B, N)`` float32 input currents (nA) of a ``(B, C, H, W)`` batch under ``spec``:
-    its channel policy, then its input rule (``"sum"``: :func:`normalised_currents`).
+    its channel policy, then its input rule (``"sum"``: :func:`normalised_currents`,
+    ``"contrast"``: :func:`contrast_currents`).
 
     Raises:
+        TypeError: for images on the ``meta`` device (no pixel values).
         ImageError: naming the image, for pixels the rule cannot turn into currents.
     """
+    _check_plain_tensor(images)
     batch = select_channels(images, spec.channels)
-    return normalised_currents(batch.reshape(batch.shape[0], -1), spec.params.input_scale)
+    return _RULES[spec.input_rule](batch.reshape(batch.shape[0], -1), spec.params.input_scale)

@@ -31,7 +31,11 @@ __all__ = [
 CHANNEL_POLICIES = ("all", "gray")
 
 #: Rules that turn an image's pixels into input currents (nA); see :mod:`spike_encode.inputs`.
-INPUT_RULES = ("sum",)
+#: ``"contrast"`` (default): the pixels' excess over the image's background level (median plus
+#: median absolute deviation), normalised, times ``input_scale * N / 784``; the tutorial's rule,
+#: bit for bit, on every MNIST image, and MNIST-like spikes from photographs of any size.
+#: ``"sum"``: the tutorial's rule, each image normalised to sum to 1, times ``input_scale``.
+INPUT_RULES = ("contrast", "sum")
 
 #: GeNN's ``scalar`` types: ``"float"`` (the torch engine's, bit-exact) or ``"double"`` (GeNN only).
 PRECISIONS = ("float", "double")
@@ -99,7 +103,7 @@ class EncodingSpec:
 
     params: EncoderParams = field(default_factory=EncoderParams)
     channels: str = "all"
-    input_rule: str = "sum"
+    input_rule: str = "contrast"
     precision: str = "float"
     neuron: NeuronSpec | None = None
 

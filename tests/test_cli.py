@@ -61,18 +61,35 @@ def test_encode_writes_a_dataset_equal_to_direct_encoding(tmp_path, data_root, m
     assert torch.equal(targets, mnist_test[1][:120])
 
 
-def test_encode_options_reach_the_file_and_its_default_place(monkeypatch, tmp_path, data_root):
+def test_encode_options_reach_the_file_and_its_default_place(monkeypatch, tmp_path, data_root, mnist_test):
     monkeypatch.setenv("SPIKE_ENCODE_CACHE", str(tmp_path))
     main(["encode", "--data-root", str(data_root), "--limit", "20", "--input-scale", "70",
-          "--present-time-ms", "10", "--arithmetic", "fma", "--no-progress", "--num-workers", "0"])
-    other = LatencyEncode(input_scale=70.0, present_time_ms=10.0, arithmetic="fma")
+          "--present-time-ms", "10", "--arithmetic", "fma", "--no-progress", "--num-workers", "0",
+          "--lif", "TauM=15", "--lif", "Vthresh=-52", "--channels", "gray"])
+    other = LatencyEncode(input_scale=70.0, present_time_ms=10.0, arithmetic="fma",
+                          lif_params={"TauM": 15.0, "Vthresh": -52.0}, channels="gray")
     (path,) = (tmp_path / "datasets").glob("*.spikes")
-    assert path.name == f"mnist-test-first20-{other.params.digest()[:12]}.spikes"
+    assert path.name == f"mnist-test-first20-{other.spec.digest()[:12]}.spikes"
     assert len(SpikeDataset(path, other)) == 20
+    assert_same_sparse(SpikeDataset(path, other).get_batch(range(20))[0], other(mnist_test[0][:20]))
     with pytest.raises(ValueError, match="input_scale"):
         SpikeDataset(path, LatencyEncode())
     with pytest.raises(ValueError, match="arithmetic"):
-        SpikeDataset(path, LatencyEncode(input_scale=70.0, present_time_ms=10.0))
+        SpikeDataset(path, LatencyEncode(input_scale=70.0, present_time_ms=10.0, lif_params={"TauM": 15.0,
+                                                                                            "Vthresh": -52.0}))
+
+
+def test_the_input_rule_option_reaches_the_encoder(monkeypatch, tmp_path):
+    # needs LatencyEncode(input_rule=...), which the lead adds to transform.py
+    monkeypatch.setenv("SPIKE_ENCODE_CACHE", str(tmp_path / "cache"))
+    folder = _image_folder(tmp_path / "pics", "RGB")
+    for rule in ("sum", "contrast"):
+        assert main(["encode", "--dataset", "ImageFolder", "--data-root", str(folder), "--no-progress",
+                     "--input-rule", rule, "--out", str(tmp_path / f"{rule}.spikes")]) == 0
+        enc = LatencyEncode(backend="torch", input_rule=rule)
+        assert enc.spec.input_rule == rule
+        assert_same_sparse(SpikeDataset(tmp_path / f"{rule}.spikes", enc).get_batch(range(6))[0],
+                           enc(_folder_images(folder)))
 
 
 def test_plot_writes_a_raster_png_from_mnist_and_from_a_file(tmp_path, data_root, capsys):
@@ -164,6 +181,17 @@ def test_help_documents_every_option_with_its_default_and_no_markup(capsys):
     (["encode", "--dataset", "CIFAR11"], "dataset must be one of MNIST"),
     (["encode", "--dataset", "EMNIST"], "EMNIST needs a split"),
     (["plot", "--dataset", "KMNIST", "--data-root", "/no/such/folder"], "KMNIST test split not found under"),
+    (["encode", "--out", ""], "--out: '' is empty"),
+    (["demo", "--out", " "], "--out: ' ' is empty"),
+    (["demo", "--batch-size", "99999999999999999999"],
+     f"--batch-size: '99999999999999999999' is not a positive integer up to {sys.maxsize}"),
+    (["encode", "--lif", "TauX=3"], "--lif: 'TauX=3' is not NAME=VALUE with NAME one of C, TauM"),
+    (["encode", "--lif", "TauM"], "--lif: 'TauM' is not NAME=VALUE"),
+    (["encode", "--lif", "TauM=fast"], "--lif: 'fast' is not a finite number (in 'TauM=fast')"),
+    (["encode", "--lif", "TauM=-1"], "lif_params['TauM'] must be > 0"),
+    (["encode", "--size", "0", "8"], "--size: '0' is not a positive integer"),
+    (["encode", "--channels", "grey"], "--channels: invalid choice: 'grey'"),
+    (["encode", "--input-rule", "tutorial"], "--input-rule: invalid choice: 'tutorial'"),
 ])
 def test_user_errors_are_one_line_exit_2(argv, words, capsys):
     assert words in _fails(argv, capsys)
@@ -173,6 +201,17 @@ def test_user_errors_are_one_line_exit_2(argv, words, capsys):
 def test_cuda_without_a_gpu_is_a_one_line_error(capsys, data_root):
     line = _fails(["encode", "--device", "cuda", "--data-root", str(data_root), "--limit", "5"], capsys)
     assert "cuda" in line and "no CUDA GPU" in line
+
+
+@pytest.mark.parametrize("device", ["meta", "mps", "ipu"])
+def test_a_device_that_cannot_encode_is_a_one_line_error(device, capsys, data_root, tmp_path):
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this PyTorch has MPS")
+    for command in ("demo", "encode"):
+        line = _fails([command, "--device", device, "--data-root", str(data_root), "--limit", "5",
+                       "--out", str(tmp_path / command)], capsys)
+        assert f"device '{device}' cannot encode: " in line
+    assert not (tmp_path / "encode").exists()
 
 
 def test_missing_data_leaves_no_tree_behind(capsys, tmp_path, monkeypatch):
@@ -226,20 +265,20 @@ def test_info_into_a_closed_pipe_exits_quietly(tmp_path):
     assert run.returncode == 1 and run.stderr == "", run.stderr
 
 
-@pytest.mark.parametrize("mode, channels", [("RGB", 3), ("L", 1)])
-def test_encode_an_image_folder(mode, channels, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_encode_an_image_folder(mode, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SPIKE_ENCODE_CACHE", str(tmp_path / "cache"))
     folder = _image_folder(tmp_path / f"pics-{mode}", mode)
     assert main(["encode", "--dataset", "ImageFolder", "--data-root", str(folder), "--no-progress",
                  "--batch-size", "4"]) == 0
     enc = LatencyEncode(backend="torch")
     (path,) = (tmp_path / "cache" / "datasets").glob("*.spikes")
-    assert path.name == f"imagefolder-pics-{mode}-{enc.params.digest()[:12]}.spikes"
+    assert path.name == f"imagefolder-pics-{mode}-{enc.spec.digest()[:12]}.spikes"
     spikes, targets = SpikeDataset(path, enc).get_batch(range(6))
-    images = _folder_images(folder)
-    assert images.shape == (6, channels, 12, 10) and images.dtype == torch.uint8
-    assert spikes.shape == (6, enc.num_steps, channels * 12 * 10)
-    assert_same_sparse(spikes, enc(images))
+    images = _folder_images(folder)  # as stored: RGB, or L
+    assert images.dtype == torch.uint8
+    assert spikes.shape == (6, enc.num_steps, 3 * 12 * 10)  # torchvision reads every file as RGB
+    assert_same_sparse(spikes, enc(images.expand(-1, 3, -1, -1)))
     assert targets.tolist() == [0, 0, 0, 1, 1, 1]
     png = tmp_path / "folder.png"
     assert main(["plot", "--dataset", "imagefolder", "--data-root", str(folder), "--images", "0", "-1",
@@ -247,6 +286,53 @@ def test_encode_an_image_folder(mode, channels, tmp_path, monkeypatch, capsys):
     assert _png_size(png) == (1000, 350)
     assert "has no splits" in _fails(["encode", "--dataset", "ImageFolder", "--data-root", str(folder),
                                       "--split", "train"], capsys)
+
+
+def test_a_folder_mixing_grey_and_colour_files_encodes_as_torchvision_reads_it(tmp_path, capsys):
+    from PIL import Image
+
+    folder = _image_folder(tmp_path / "mixed", "RGB", per_class=2)
+    grey = np.random.default_rng(1).integers(1, 255, (12, 10), dtype=np.uint8)
+    Image.fromarray(grey, "L").save(folder / "dog" / "9.png")
+    out = tmp_path / "gray.spikes"
+    assert main(["encode", "--dataset", "ImageFolder", "--data-root", str(folder), "--no-progress",
+                 "--channels", "gray", "--out", str(out)]) == 0
+    gray = LatencyEncode(backend="torch", channels="gray")
+    spikes, _ = SpikeDataset(out, gray).get_batch(range(5))
+    assert spikes.shape == (5, gray.num_steps, 12 * 10)
+    grey_file = spikes.index_select(0, torch.tensor([4]))
+    assert_same_sparse(grey_file, gray(torch.from_numpy(grey)[None, None]))  # the grey file's own spikes
+    colour = [Image.open(p) for p in sorted(folder.glob("*/*.png"))[:4]]
+    expected = torch.stack([torch.from_numpy(np.array(image.convert("L")))[None] for image in colour])
+    assert_same_sparse(spikes.index_select(0, torch.arange(4)), gray(expected))  # PIL's convert("L") of the others
+
+
+def test_images_of_different_sizes_name_two_sizes_and_resize_with_size(tmp_path, capsys):
+    from PIL import Image
+
+    folder = _image_folder(tmp_path / "sizes", "RGB", per_class=2)
+    Image.fromarray(np.full((20, 16, 3), 99, dtype=np.uint8)).save(folder / "dog" / "big.png")
+    line = _fails(["encode", "--dataset", "ImageFolder", "--data-root", str(folder), "--no-progress",
+                   "--out", str(tmp_path / "x.spikes")], capsys)
+    assert "(3, 12, 10)" in line and "(3, 20, 16)" in line and "--size H W" in line
+    out = tmp_path / "resized.spikes"
+    assert main(["encode", "--dataset", "ImageFolder", "--data-root", str(folder), "--no-progress",
+                 "--size", "24", "20", "--out", str(out)]) == 0
+    assert SpikeDataset(out).get_batch(range(5))[0].shape[2] == 3 * 24 * 20
+
+
+def test_demo_says_which_images_are_silent(tmp_path, capsys):
+    from PIL import Image
+
+    folder = _image_folder(tmp_path / "flat", "RGB", per_class=1)
+    Image.fromarray(np.full((12, 10, 3), 128, dtype=np.uint8)).save(folder / "cat" / "0.png")  # uniform
+    assert main(["demo", "--dataset", "ImageFolder", "--data-root", str(folder), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out
+    assert "     0     0      0      0.0   silent        -" in out
+    assert "over the 1 images that spike" in out and "1 of 2 images are silent" in out
+    row = next(line for line in out.splitlines() if line.startswith("     1     1"))
+    assert f"mean latency {row.split()[-1]} ms" in out  # the silent image does not count as 0 ms
 
 
 def test_emnist_split_spellings():

@@ -1,5 +1,6 @@
 """One image, one spike train: torchvision ImageFolder datasets of RGB and grayscale PNGs give
-the same spikes through the transform, SpikeLoader, EncodeCollate and encode_dataset."""
+the same spikes through the transform, SpikeLoader, EncodeCollate and encode_dataset; folders
+mixing grey and colour files encode as torchvision reads them, and sizes must agree or be resized."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
-from torchvision.transforms.v2.functional import rgb_to_grayscale
 
 from spike_encode import LatencyEncode
 from spike_encode.data import EncodeCollate, SpikeDataset, SpikeLoader, encode_dataset
+from spike_encode.datasets import image_dataset
 
 from .loader_helpers import assert_same_sparse
 
@@ -77,9 +78,42 @@ def test_encode_dataset_stores_the_same_spikes(folder, enc, tmp_path):
         assert_same_sparse(stored[i][0], enc(images[i]))
 
 
-def test_gray_policy_on_colour_folders_matches_torchvision_grayscale(tmp_path, enc):
-    images = _write_folder(tmp_path, "RGB")
+def _pil_luma(root) -> torch.Tensor:
+    """PIL's convert("L") of every file, in ImageFolder's order, ``(B, 1, H, W)``."""
+    return torch.stack([torch.from_numpy(np.array(Image.open(path).convert("L")))[None]
+                        for path, _ in ImageFolder(root).samples])
+
+
+def test_gray_policy_on_colour_folders_matches_pil_convert_l(tmp_path, enc):
+    _write_folder(tmp_path, "RGB")
     gray = LatencyEncode(backend="torch", input_scale=200.0, channels="gray")
     loaded = torch.cat([s for s, _ in SpikeLoader(ImageFolder(tmp_path), gray, batch_size=4)])
     assert loaded.shape == (COUNT, 200, HEIGHT * WIDTH)
-    assert_same_sparse(loaded, enc(rgb_to_grayscale(images)))
+    assert_same_sparse(loaded, enc(_pil_luma(tmp_path)))
+
+
+def test_a_folder_mixing_grey_and_colour_files_encodes_as_torchvision_reads_it(tmp_path, enc):
+    _write_folder(tmp_path, "RGB")
+    grey = (np.random.default_rng(6).random((HEIGHT, WIDTH)) ** 8 * 255).round().astype(np.uint8)
+    Image.fromarray(grey, "L").save(tmp_path / "b" / "grey.png")
+    dataset = image_dataset("ImageFolder", tmp_path)
+    shapes = {tuple(dataset[i][0].shape) for i in range(len(dataset))}
+    assert shapes == {(3, HEIGHT, WIDTH)}  # torchvision's loader: every file RGB
+    gray = LatencyEncode(backend="torch", input_scale=200.0, channels="gray")
+    loaded = torch.cat([s for s, _ in SpikeLoader(dataset, gray, batch_size=3)])
+    assert_same_sparse(loaded, enc(_pil_luma(tmp_path)))
+    index = [path for path, _ in dataset.samples].index(str(tmp_path / "b" / "grey.png"))
+    assert_same_sparse(loaded.index_select(0, torch.tensor([index])), enc(torch.from_numpy(grey)[None, None]))
+
+
+def test_images_of_different_sizes_are_refused_naming_both_sizes_or_resized(tmp_path, enc):
+    _write_folder(tmp_path, "RGB")
+    Image.fromarray(np.full((20, 16, 3), 7, dtype=np.uint8)).save(tmp_path / "a" / "big.png")
+    with pytest.raises(ValueError, match=r"image 0 is \(3, 12, 10\), image \d is \(3, 20, 16\).*resize"):
+        list(SpikeLoader(image_dataset("ImageFolder", tmp_path), enc, batch_size=COUNT + 1))
+    resized = image_dataset("ImageFolder", tmp_path, size=(24, 20))
+    assert {tuple(resized[i][0].shape) for i in range(len(resized))} == {(3, 24, 20)}
+    assert sum(s._nnz() for s, _ in SpikeLoader(resized, enc, batch_size=COUNT + 1)) > 0
+    for bad in [(0, 5), (5,), "55", (2.0, 3), (True, 4)]:
+        with pytest.raises(ValueError, match="size must be"):
+            image_dataset("ImageFolder", tmp_path, size=bad)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from spike_encode.inputs import normalised_currents
+from spike_encode.inputs import input_currents, luma, normalised_currents
+from spike_encode.spec import INPUT_RULES, EncodingSpec
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +60,46 @@ def test_all_zero_image_is_an_error_not_nan(enc, digits):
         enc(images)
 
 
-def test_pixels_overflowing_float32_sums_are_refused(enc):
-    images = torch.full((2, 1, 28, 28), 1e37, dtype=torch.float64)
+@pytest.mark.parametrize("rule", INPUT_RULES)
+def test_pixels_overflowing_float32_sums_are_refused(rule):
+    images = torch.zeros((2, 1, 28, 28), dtype=torch.float64)
+    images[:, :, 14:] = 1e37  # half the pixels: background 0 under "contrast" too
     with pytest.raises(ValueError, match="image 0 .*too large"):
-        enc(images)
+        input_currents(images, EncodingSpec(input_rule=rule))
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (3, 0, 5), (2, 1, 0, 4)])
+def test_images_without_pixels_are_refused_as_such(enc, shape):
+    with pytest.raises(ValueError, match="no pixels"):
+        enc(torch.ones(shape, dtype=torch.uint8))
+
+
+def test_an_image_that_requires_grad_is_encoded_detached(enc, digits):
+    image = (digits.float() / 255).requires_grad_()
+    spikes = enc(image)
+    assert not spikes.requires_grad
+    assert torch.equal(spikes.to_dense(), enc(digits.float() / 255).to_dense())
+
+
+@pytest.mark.filterwarnings("ignore:.*(Sparse CSR|nested tensors).*:UserWarning")
+@pytest.mark.parametrize("make, words", [
+    (lambda x: x.to("meta"), "device 'meta'"),
+    (lambda x: x.to_sparse(), "layout torch.sparse_coo"),
+    (lambda x: x[0, 0].to_sparse_csr(), "layout torch.sparse_csr"),
+    (lambda x: torch.nested.nested_tensor([x[0].float(), x[1, :, :20].float()]), "nested tensor"),
+    (lambda x: torch.nested.nested_tensor([x[0, 0].float(), x[1, 0, :20].float()], layout=torch.jagged),
+     "nested tensor"),
+])
+def test_tensors_without_plain_pixels_are_a_type_error_naming_why(enc, digits, make, words):
+    with pytest.raises(TypeError, match=words):
+        enc(make(digits))
+
+
+def test_an_encoder_on_the_meta_device_says_so(digits):
+    from spike_encode import LatencyEncode
+
+    with pytest.raises(TypeError, match="device 'meta'"):
+        LatencyEncode(backend="torch", device="meta")(digits)
 
 
 @pytest.mark.parametrize("shape", [(784,), (2, 2, 1, 28, 28)])
@@ -131,19 +168,57 @@ def test_uint16_tensors_are_accepted(enc, digits):
     assert torch.equal(enc(wide).to_dense(), enc(digits).to_dense())
 
 
-def test_gray_channel_policy_keeps_mnist_and_converts_rgb_like_torchvision(digits, rgb):
-    from torchvision.transforms.v2.functional import rgb_to_grayscale
-
+def test_gray_channel_policy_keeps_mnist_and_converts_rgb_as_pil_does(digits, rgb):
     from spike_encode import LatencyEncode
 
     every, gray = LatencyEncode(backend="torch"), LatencyEncode(backend="torch", channels="gray")
     assert torch.equal(gray(digits).to_dense(), every(digits).to_dense())
-    luma = rgb_to_grayscale(rgb)
-    assert luma.dtype == torch.uint8
+    pil = Image.fromarray(rgb.permute(1, 2, 0).numpy(), mode="RGB")
+    as_l = torch.from_numpy(np.array(pil.convert("L")))
     spikes = gray(rgb)
     assert spikes.shape == (200, 784)
-    assert torch.equal(spikes.to_dense(), every(luma).to_dense())
+    assert torch.equal(spikes.to_dense(), every(as_l).to_dense())
+    assert torch.equal(gray(pil).to_dense(), spikes.to_dense())
     assert gray.sensor_size((3, 28, 28)) == (28, 28, 1) and every.sensor_size((3, 28, 28)) == (28, 28, 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16, torch.int32, torch.int64, torch.float16,
+                                   torch.float32, torch.float64])
+def test_gray_of_three_equal_channels_is_that_grey_image_exactly(digits, dtype):
+    # torchvision's rgb_to_grayscale truncates: every non-zero MNIST pixel lost one
+    from spike_encode import LatencyEncode
+
+    gray = LatencyEncode(backend="torch", channels="gray")
+    grey = digits.to(dtype) if not dtype.is_floating_point else (digits.to(dtype) / 255)
+    rgb = grey.expand(-1, 3, -1, -1)
+    assert torch.equal(luma(rgb).double(), grey.double())
+    assert torch.equal(gray(rgb).to_dense(), gray(grey).to_dense())
+
+
+def test_luma_is_pils_convert_l_on_random_rgb_triples():
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    expected = np.array(Image.fromarray(rgb, "RGB").convert("L"))
+    got = luma(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0, 0].numpy()
+    assert got.dtype == np.uint8 and np.array_equal(got, expected)
+
+
+@pytest.mark.slow
+def test_luma_is_pils_convert_l_on_every_rgb_triple():
+    levels = np.arange(256, dtype=np.uint8)
+    for red in range(0, 256, 64):  # 4 chunks of 64 x 256 x 256 triples
+        r, g, b = np.meshgrid(np.arange(red, red + 64, dtype=np.uint8), levels, levels, indexing="ij")
+        rgb = np.stack([r, g, b], axis=-1).reshape(4096, 1024, 3)
+        expected = np.array(Image.fromarray(rgb, "RGB").convert("L"))
+        got = luma(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0, 0].numpy()
+        assert np.array_equal(got, expected), f"red {red}..{red + 63}"
+
+
+def test_gray_refuses_integer_pixels_beyond_exact_arithmetic():
+    image = torch.zeros(2, 3, 4, 4, dtype=torch.int64)
+    image[1, 0, 0, 0] = 2**50
+    with pytest.raises(ValueError, match="image 1 .*2\\*\\*46"):
+        luma(image)
 
 
 def test_gray_refuses_other_channel_counts_and_negative_channels(digits):

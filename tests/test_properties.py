@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 
 from spike_encode import LatencyEncode, events_to_sparse, times_to_sparse, to_events, to_times
 from spike_encode.engines import simulate_steps
-from spike_encode.inputs import normalised_currents
+from spike_encode.inputs import background_levels, contrast_currents, normalised_currents
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 T, N, DT = 20, 6, 0.5
@@ -28,16 +28,29 @@ pixels = st.floats(allow_nan=True, allow_infinity=True, width=32)
 def test_any_float_batch_is_refused_clearly_or_encoded_exactly(images):
     batch = torch.from_numpy(images).unsqueeze(1)
     x = torch.from_numpy(images).reshape(3, -1).double()
+    x32 = x.float()
+    excess = (x32 - background_levels(x32)[0]).clamp(min=0)  # what the default "contrast" rule sums
     valid = bool(torch.isfinite(x).all() and (x >= 0).all() and (x.sum(1) > 0).all()
-                 and torch.isfinite(x.float().sum(1)).all())
+                 and torch.isfinite(excess.sum(1)).all())
     if not valid:
         with pytest.raises(ValueError, match="image"):
             ENC(batch)
         return
     spikes = ENC(batch)
-    reference = simulate_steps(normalised_currents(batch.reshape(3, -1), ENC.params.input_scale), ENC.params)
+    reference = simulate_steps(contrast_currents(batch.reshape(3, -1), ENC.params.input_scale), ENC.params)
     assert spikes._nnz() == len(reference)
     assert torch.equal(spikes.coalesce().indices(), torch.stack([reference.sample, reference.step, reference.neuron]))
+
+
+@FAST
+@given(hnp.arrays(np.float32, (4, 784), elements=st.floats(0, 1e6, width=32)),
+       hnp.arrays(np.bool_, (4, 784)), st.floats(0.01, 1000))
+def test_contrast_is_the_tutorials_rule_bit_for_bit_where_half_the_pixels_are_zero(pixels, black, scale):
+    pixels[black] = 0
+    pixels[:, :392] = 0  # at least half of each image black, as in every MNIST digit
+    pixels[:, -1] = 1.0  # none all zero
+    x = torch.from_numpy(pixels)
+    assert torch.equal(contrast_currents(x, scale).view(torch.int32), normalised_currents(x, scale).view(torch.int32))
 
 
 steps = st.integers(min_value=-3, max_value=T + 3)

@@ -71,7 +71,13 @@ def collate_images(batch: Sequence[tuple[Any, Any]]) -> tuple[torch.Tensor, Any]
     tensors = [_image_tensor(image, i) for i, image in enumerate(images)]
     first = tensors[0]
     for i, tensor in enumerate(tensors):
-        if tensor.shape != first.shape or tensor.dtype != first.dtype:
+        if tensor.shape != first.shape:
+            fix = ("resize them first, e.g. transforms.v2.Resize((H, W)) (image_dataset(size=...), "
+                   "spike-encode --size H W)" if tensor.shape[1:] != first.shape[1:] else
+                   "convert them to one mode first, e.g. PIL's image.convert('RGB')")
+            raise ValueError(f"images of one batch must share one shape: image 0 is {tuple(first.shape)}, "
+                             f"image {i} is {tuple(tensor.shape)} (C, H, W); {fix}")
+        if tensor.dtype != first.dtype:
             raise ValueError(
                 f"images of one batch must share shape and dtype: image 0 is "
                 f"{tuple(first.shape)} {first.dtype}, image {i} is {tuple(tensor.shape)} {tensor.dtype}"
