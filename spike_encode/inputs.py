@@ -57,8 +57,10 @@ def _pil_to_tensor(image: Any) -> torch.Tensor:
 def to_tensor(images: Any) -> torch.Tensor:
     """A plain tensor of a tensor (``tv_tensors`` included), ndarray or PIL image.
 
-    A PIL image becomes one ``(C, H, W)`` image as :func:`_pil_to_tensor` describes; arrays
-    and tensors keep their shape and dtype (big-endian arrays are read in native order).
+    A PIL image becomes one ``(C, H, W)`` image as :func:`_pil_to_tensor` describes; tensors
+    keep their shape and dtype; ndarrays are read as torchvision v2's ``ToImage`` reads them,
+    channels last: ``(H, W)`` and ``(H, W, C)`` become ``(1, H, W)`` and ``(C, H, W)``, a
+    ``(B, H, W, C)`` stack ``(B, C, H, W)`` (dtype kept; big-endian arrays in native order).
 
     The encoding is not differentiable: a tensor that requires grad is detached (no
     gradient flows back to it).
@@ -73,7 +75,13 @@ def to_tensor(images: Any) -> torch.Tensor:
     if isinstance(images, np.ndarray):
         if not images.dtype.isnative:
             images = images.astype(images.dtype.newbyteorder("="))
-        return torch.from_numpy(np.ascontiguousarray(images))
+        if images.ndim == 4:  # a stack of channels-last images, each read as ToImage reads one
+            return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        if images.ndim not in (2, 3):
+            return torch.from_numpy(np.ascontiguousarray(images))  # as_image_batch names the wrong rank
+        from torchvision.transforms.v2.functional import to_image
+
+        return to_image(np.ascontiguousarray(images)).as_subclass(torch.Tensor)
     from PIL import Image
 
     if isinstance(images, Image.Image):

@@ -82,7 +82,8 @@ class LatencyEncode(Transform):
     """Encode images as latency-coded spike trains of GeNN LIF projection neurons.
 
     Each image's pixels become constant input currents (the input rule; the tutorial's:
-    normalised to sum to 1, times ``input_scale`` nA) into one LIF neuron per pixel and
+    normalised to sum to 1, times ``input_scale`` nA; the default ``"contrast"`` rule first
+    takes away the image's background level) into one LIF neuron per pixel and
     channel, simulated for ``present_time_ms``: strong pixels fire early. Spikes are exactly
     those GeNN's tutorial model produces (float32, single-threaded CPU backend).
 
@@ -96,7 +97,9 @@ class LatencyEncode(Transform):
     Args:
         dt: simulation time step (ms).
         present_time_ms: presentation window (ms); ``round(present_time_ms / dt)`` steps.
-        input_scale: current (nA) injected by a whole normalised image.
+        input_scale: current (nA) of a whole normalised 784-pixel image (the ``"contrast"``
+            rule gives an image of ``N`` neurons ``N / 784`` times it; ``"sum"``: every image
+            exactly it).
         lif_params: GeNN ``LIF`` parameters (``C`` nF, ``TauM`` ms, ``Vrest``/``Vreset``/
             ``Vthresh`` mV, ``Ioffset`` nA, ``TauRefrac`` ms); a partial dict overrides only
             the names it gives; defaults are the tutorial's ``PN_PARAMS``.
@@ -122,15 +125,18 @@ class LatencyEncode(Transform):
             name or a ``pygenn.create_neuron_model`` object reading its input as ``Isyn``; with
             ``neuron_params`` and initial ``neuron_vars`` (restored before every batch).
         channels: ``"all"`` (default): one neuron per channel and pixel, ``N = C * H * W``
-            (neuron ``(c * H + h) * W + w``); ``"gray"``: RGB images converted to one channel first.
-        input_rule: how pixels become currents (:data:`spike_encode.spec.INPUT_RULES`;
-            ``None``: the default rule).
+            (neuron ``(c * H + h) * W + w``); ``"gray"``: RGB images converted to one luma
+            channel first, exactly as PIL's ``convert("L")``.
+        input_rule: how pixels become currents (:data:`spike_encode.spec.INPUT_RULES`):
+            ``"contrast"`` (the default; MNIST's currents bit for bit, photographs spike as
+            MNIST does) or ``"sum"`` (the tutorial's, for any image); ``None``: the default.
 
     An option that does not apply to the chosen output (``time_first`` with sparse output,
     say) is refused. Everything that decides the spikes is :attr:`spec`.
 
     Input follows torchvision's rank rule: ``(H, W)`` or ``(C, H, W)`` is one image (result
-    without batch dimension, e.g. ``(T, N)``), ``(B, C, H, W)`` a batch (``(B, T, N)``).
+    without batch dimension, e.g. ``(T, N)``), ``(B, C, H, W)`` a batch (``(B, T, N)``);
+    ndarrays are channels-last, as ``v2.ToImage`` reads them (``(H, W, C)``, ``(B, H, W, C)``).
     """
 
     def __init__(

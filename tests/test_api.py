@@ -216,3 +216,12 @@ def test_no_module_imports_in_a_circle():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
+
+
+def test_an_ndarray_is_read_channels_last_as_v2_to_image_reads_it():
+    hwc = IMAGES[0].permute(1, 2, 0).numpy()  # (6, 5, 2)
+    assert torch.equal(_enc()(hwc).to_dense(), _spikes_of(IMAGES[0]))
+    assert torch.equal(_enc()(v2.ToImage()(hwc)).to_dense(), _spikes_of(IMAGES[0]))
+    stack = IMAGES.permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
+    assert torch.equal(_enc()(stack).to_dense(), _enc()(IMAGES).to_dense())
+    assert torch.equal(_enc()(IMAGES[0, 0].numpy()).to_dense(), _spikes_of(IMAGES[0, 0]))  # (H, W)
