@@ -34,12 +34,8 @@ __all__ = ["main"]
 PROG = "spike-encode"
 
 
-class _UsageError(Exception):
-    """What was asked cannot be done here (e.g. a device PyTorch does not see)."""
-
-
 #: Errors that say what was asked cannot be done; reported in one line, exit status 2.
-_USER_ERRORS = (ValueError, TypeError, OSError, BackendUnavailableError, _UsageError)
+_USER_ERRORS = (ValueError, TypeError, OSError, BackendUnavailableError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -154,27 +150,10 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _make_encoder(args: argparse.Namespace) -> LatencyEncode:
-    rule = {} if args.input_rule is None else {"input_rule": args.input_rule}  # None: the encoder's default
-    try:
-        enc = LatencyEncode(dt=args.dt, present_time_ms=args.present_time_ms, input_scale=args.input_scale,
-                            lif_params=dict(args.lif) if args.lif else None, backend=args.backend,
-                            device=args.device, arithmetic=args.arithmetic, channels=args.channels, **rule)
-    except RuntimeError as err:  # e.g. --device cuda where PyTorch sees no GPU
-        raise _UsageError(str(err)) from err
-    _check_device(enc.device)
-    return enc
-
-
-def _check_device(device: torch.device | None) -> None:
-    """Refuse a device PyTorch names but cannot compute on here (meta, mps, ipu, ...)."""
-    if device is None:
-        return
-    try:
-        float(torch.ones(1, device=device).sum())  # meta tensors hold no values; mps, ipu need their builds
-    except (RuntimeError, NotImplementedError, AssertionError) as err:
-        reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
-        reason = reason.split(". ")[0]  # PyTorch's missing-backend text runs on for lines
-        raise _UsageError(f"device {str(device)!r} cannot encode: {reason}") from None
+    return LatencyEncode(dt=args.dt, present_time_ms=args.present_time_ms, input_scale=args.input_scale,
+                         lif_params=dict(args.lif) if args.lif else None, backend=args.backend,
+                         device=args.device, arithmetic=args.arithmetic, channels=args.channels,
+                         input_rule=args.input_rule)
 
 
 def _dataset(args: argparse.Namespace) -> tuple[Any, str]:

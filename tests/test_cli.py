@@ -210,7 +210,7 @@ def test_a_device_that_cannot_encode_is_a_one_line_error(device, capsys, data_ro
     for command in ("demo", "encode"):
         line = _fails([command, "--device", device, "--data-root", str(data_root), "--limit", "5",
                        "--out", str(tmp_path / command)], capsys)
-        assert f"device '{device}' cannot encode: " in line
+        assert f"device={device!r}: spike_encode computes on 'cpu' or 'cuda' devices" in line
     assert not (tmp_path / "encode").exists()
 
 
