@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from torch.utils.data import IterableDataset
+from torch.utils.data import IterableDataset, Subset
 
 from spike_encode import ImageError, LatencyEncode
 from spike_encode.data import SpikeLoader
@@ -134,3 +134,10 @@ def test_an_exception_that_can_be_rebuilt_keeps_its_type(fail, kind, workers, en
         list(loader)
     assert type(raised.value) is kind
     assert "dataset index 3: " in str(raised.value)
+
+
+def test_a_dataset_fetching_whole_batches_still_names_the_failing_item(enc):
+    ds = Subset(SyntheticImages(12, raising={9: _truncated_file}), range(2, 12))  # Subset fetches batches; its item 7 fails
+    loader = SpikeLoader(ds, enc, batch_size=4)
+    with pytest.raises(OSError, match="^dataset index 7: truncated file$"):
+        list(loader)

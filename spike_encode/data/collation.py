@@ -153,16 +153,14 @@ def _collate_field(values: list[Any]) -> Any:
 
 def _rebuild(batch: Sequence[Any], at: Key, value: Any) -> tuple[Any, ...] | dict[Key, Any]:
     """The batch in its items' shape: ``value`` at ``at``, every other field collated."""
-    first = batch[0]
-    mapping = isinstance(first, Mapping)
-    keys = list(first.keys()) if mapping else list(range(len(first)))
+    keys = [k for k, _ in _fields(batch[0], 0)]
     for i, item in enumerate(batch):
-        if (list(item.keys()) if mapping else list(range(len(item)))) != keys:
-            raise ValueError(f"the items of one batch must have the same fields: item 0 has "
-                             f"{keys if mapping else len(keys)}, item {i} has "
-                             f"{list(item.keys()) if mapping else len(item)}")
+        if isinstance(item, Mapping) != isinstance(batch[0], Mapping) or [k for k, _ in _fields(item, i)] != keys:
+            raise ValueError(f"the items of one batch must have the same fields: item 0 is "
+                             f"{_describe(_fields(batch[0], 0), isinstance(batch[0], Mapping))}, item {i} is "
+                             f"{_describe(_fields(item, i), isinstance(item, Mapping))}")
     fields = {k: value if k == at else _collate_field([item[k] for item in batch]) for k in keys}
-    return fields if mapping else tuple(fields.values())
+    return fields if isinstance(batch[0], Mapping) else tuple(fields.values())
 
 
 def replace_field(batch: Any, at: Key, value: Any) -> Any:

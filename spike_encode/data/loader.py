@@ -226,6 +226,8 @@ class _IndexedDataset(Dataset):
         try:  # the dataset's own batched fetch (e.g. Hugging Face datasets, Subset)
             return list(zip(indices, getitems(indices)))
         except Exception as err:
+            for index in indices:  # one by one, to name the item that fails alone
+                self[index]
             raise rebuilt_with(err, f"dataset indices {list(indices)}: {err}") from err
 
 
