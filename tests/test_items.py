@@ -142,3 +142,15 @@ def test_time_first_is_refused_for_sparse_items_and_pixels_for_spikes(enc):
         collate_spikes([(ToCompact()(enc(IMAGES[0])), 0)], time_first=True)
     with pytest.raises(ValueError, match=r"dense spikes must be 0 or 1, but item 0 holds \d+ \(for images use collate_images\)"):
         collate_spikes([(IMAGES[0], 0)])
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.slow, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to PyTorch")])])
+def test_every_tensor_of_a_dict_batch_goes_to_the_encoders_device(device):
+    enc = LatencyEncode(backend="torch", device=device)
+    loader = SpikeLoader(Items(_hugging_face), enc, batch_size=COUNT, pin_memory=device == "cuda",
+                         num_workers=2 if device == "cuda" else 0)
+    (batch,) = list(loader)
+    assert batch["image"].device.type == device and batch["label"].device.type == device
+    assert batch["caption"] == [f"digit {i}" for i in range(COUNT)]
+    assert torch.equal(batch["image"].cpu().to_dense(), LatencyEncode(backend="torch")(IMAGES).to_dense())

@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 from torch.utils.data import IterableDataset, Subset
+from torch.utils.data.distributed import DistributedSampler
 
 from spike_encode import ImageError, LatencyEncode
 from spike_encode.data import SpikeLoader
@@ -141,3 +142,18 @@ def test_a_dataset_fetching_whole_batches_still_names_the_failing_item(enc):
     loader = SpikeLoader(ds, enc, batch_size=4)
     with pytest.raises(OSError, match="^dataset index 7: truncated file$"):
         list(loader)
+
+
+def test_len_and_a_distributed_samplers_epochs_behave_as_in_a_dataloader(enc):
+    ds = SyntheticImages(20)
+    sampler = DistributedSampler(ds, num_replicas=2, rank=1, shuffle=True, seed=0)
+    loader = SpikeLoader(ds, enc, batch_size=4, sampler=sampler, drop_last=True)
+    assert len(loader) == len(iter(loader)) == 2
+    orders = []
+    for epoch in (0, 1):
+        loader.sampler.set_epoch(epoch)
+        order = [i for spikes, targets in loader for i in targets.tolist()]
+        sampler.set_epoch(epoch)
+        assert order == list(sampler)[:8]  # the shard, in the sampler's order, the last part dropped
+        orders.append(order)
+    assert orders[0] != orders[1]
