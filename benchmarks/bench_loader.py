@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -122,21 +123,31 @@ def probe_in_subprocess(output: str, batch_size: int, data_root: str) -> dict[st
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its finished children (workers)."""
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
 def time_pairs(plain: DataLoader, encoded: SpikeLoader, timed: TimedEncoder, count: int,
-               pairs: int) -> tuple[dict[str, list[float]], list[float]]:
-    """Epoch times of ``pairs`` (plain, encoded) pairs after one warm-up pair, the order
-    within a pair alternating; and the main process's encoding seconds per encoded epoch."""
+               pairs: int) -> tuple[dict[str, list[float]], dict[str, list[float]], list[float]]:
+    """Epoch times and CPU seconds (main process and workers) of ``pairs`` (plain, encoded)
+    pairs after one warm-up pair, the order within a pair alternating; and the main
+    process's encoding seconds per encoded epoch."""
     times: dict[str, list[float]] = {"plain": [], "encoded": []}
+    cpu: dict[str, list[float]] = {"plain": [], "encoded": []}
     encode_seconds = []
     for pair in range(-1, pairs):
         for name in (("plain", "encoded") if pair % 2 == 0 else ("encoded", "plain")):
             timed.seconds = 0.0
+            before = cpu_seconds()
             seconds = run_epoch(plain if name == "plain" else encoded, count)
             if pair >= 0:
                 times[name].append(seconds)
+                cpu[name].append(cpu_seconds() - before)  # workers are reaped when the epoch ends
                 if name == "encoded":
                     encode_seconds.append(timed.seconds)
-    return times, encode_seconds
+    return times, cpu, encode_seconds
 
 
 def main() -> None:
@@ -167,10 +178,11 @@ def main() -> None:
     plain = DataLoader(dataset, collate_fn=collate_images, **common)
     encoded = SpikeLoader(dataset, timed, **common)
     load_start = os.getloadavg()
-    times, encode_seconds = time_pairs(plain, encoded, timed, count, args.pairs)
+    times, cpu, encode_seconds = time_pairs(plain, encoded, timed, count, args.pairs)
     load_end = os.getloadavg()
     ratios = [e / p for p, e in zip(times["plain"], times["encoded"])]
     ratio = statistics.median(ratios)
+    cpu_ratio = statistics.median(e / p for p, e in zip(cpu["plain"], cpu["encoded"]))
     aligned = check_alignment(dataset, enc, images, common)
     default_threads_encode = None
     if args.default_threads:
@@ -220,6 +232,8 @@ def main() -> None:
         "median_epoch_s": median,
         "pair_ratios": ratios,
         "encoded_over_plain": ratio,
+        "cpu_s_main_and_workers": cpu,
+        "cpu_encoded_over_plain": cpu_ratio,
         "target_ratio": TARGET_RATIO,
         "samples_checked_aligned": aligned,
         "main_process_encode_s": encode_seconds,
@@ -236,6 +250,8 @@ def main() -> None:
           f"of which encoding {statistics.median(encode_seconds):.2f} s")
     print(f"  encoded / plain, median of the pairs: {ratio:.2f}x (target <= {TARGET_RATIO}x; pairs "
           f"{', '.join(f'{r:.2f}' for r in ratios)}); all {aligned} samples' spikes checked against their images")
+    print(f"  CPU seconds of the main process and workers, encoded / plain, median of the pairs: {cpu_ratio:.2f}x "
+          f"(plain {statistics.median(cpu['plain']):.2f} s)")
     print(f"  (the encoder alone, same images in memory, 1 thread: {encode_alone_s:.2f} s)")
     if args.default_threads:
         print(f"  same, torch's default threads:   {median['encoded_torch_default_threads']:6.2f} s "
