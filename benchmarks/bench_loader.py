@@ -1,20 +1,22 @@
-"""One epoch of spike batches through ``SpikeLoader`` next to the same loader yielding images.
+"""Epochs of spike batches through ``SpikeLoader`` side by side with the same loader yielding images.
 
-In one run, over the 60,000 MNIST training images (shuffled, ``--workers`` DataLoader
-workers, torch engine on the CPU):
+In one run, over the first ``--images`` MNIST training images (default 20,000; shuffled,
+``--workers`` DataLoader workers, torch engine on the CPU):
 
 - plain: ``DataLoader(collate_fn=collate_images)``, the images as uint8 tensors;
 - encoded: ``SpikeLoader`` with the same arguments, sparse ``(B, T, N)`` spikes, with its
   default ``encode_threads="auto"`` (and, with ``--default-threads``, once with torch's
   default threads: slow on a small machine);
 
-alternating, ``--repeats`` times each; the ratio of the median epoch times is the figure
-of merit (target: at most 1.3). Also: bytes of one batch of sparse, dense bool and dense
-float32 spikes and the peak memory of encoding it (each in a fresh process), and writing
-the epoch's ``SpikeDataset`` file, reading it back, and one epoch from it (``loader()``).
+in ``--pairs`` pairs of one epoch each (after one warm-up pair; the order within a pair
+alternates); the figure of merit is the median of the pairs' ratios encoded / plain (target:
+at most 1.15). One more, untimed, epoch checks that every sample's spikes are its own
+image's (targets are the dataset indices there). Also: bytes of one batch of sparse, dense
+bool and dense float32 spikes and the peak memory of encoding it (each in a fresh process),
+and writing the images' ``SpikeDataset`` file, reading it back, and one epoch from it.
 
-    python benchmarks/bench_loader.py [--data-root DIR] [--batch-size 256] [--workers 2]
-                                      [--repeats 3] [--default-threads] [--quick]
+    python benchmarks/bench_loader.py [--data-root DIR] [--images 20000] [--batch-size 256]
+                                      [--workers 2] [--pairs 5] [--default-threads] [--quick]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,12 +33,14 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from common import DEFAULT_DATA, machine, save
 from spike_encode import LatencyEncode
 from spike_encode.data import SpikeDataset, SpikeLoader, collate_images, encode_dataset
 from spike_encode.datasets import load_mnist, mnist_dataset
+
+TARGET_RATIO = 1.15
 
 
 class TimedEncoder:
@@ -58,6 +63,31 @@ def run_epoch(loader, expected: int) -> float:
         seen += len(targets)
     assert seen == expected, f"epoch yielded {seen} samples, expected {expected}"
     return time.perf_counter() - start
+
+
+class IndexTargets(Dataset):
+    """A dataset's images with their dataset index as the target."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        return self.dataset[i][0], i
+
+
+def check_alignment(dataset: Dataset, enc: LatencyEncode, images: torch.Tensor, common: dict) -> int:
+    """One shuffled SpikeLoader epoch whose targets are dataset indices: every sample's spikes
+    must be exactly its own image's. Returns the samples checked."""
+    checked = 0
+    for spikes, indices in SpikeLoader(IndexTargets(dataset), enc, **common):
+        expected = enc(images[indices])
+        assert torch.equal(spikes.indices(), expected.indices()), "spikes left their targets"
+        checked += len(indices)
+    assert checked == len(dataset)
+    return checked
 
 
 def _proc_status(field: str) -> int:
@@ -93,24 +123,54 @@ def probe_in_subprocess(output: str, batch_size: int, data_root: str) -> dict[st
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its finished children (workers)."""
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
+def time_pairs(plain: DataLoader, encoded: SpikeLoader, timed: TimedEncoder, count: int,
+               pairs: int) -> tuple[dict[str, list[float]], dict[str, list[float]], list[float]]:
+    """Epoch times and CPU seconds (main process and workers) of ``pairs`` (plain, encoded)
+    pairs after one warm-up pair, the order within a pair alternating; and the main
+    process's encoding seconds per encoded epoch."""
+    times: dict[str, list[float]] = {"plain": [], "encoded": []}
+    cpu: dict[str, list[float]] = {"plain": [], "encoded": []}
+    encode_seconds = []
+    for pair in range(-1, pairs):
+        for name in (("plain", "encoded") if pair % 2 == 0 else ("encoded", "plain")):
+            timed.seconds = 0.0
+            before = cpu_seconds()
+            seconds = run_epoch(plain if name == "plain" else encoded, count)
+            if pair >= 0:
+                times[name].append(seconds)
+                cpu[name].append(cpu_seconds() - before)  # workers are reaped when the epoch ends
+                if name == "encoded":
+                    encode_seconds.append(timed.seconds)
+    return times, cpu, encode_seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=DEFAULT_DATA)
+    parser.add_argument("--images", type=int, default=20000, help="the first N MNIST training images")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="epochs of each loader (alternating)")
+    parser.add_argument("--pairs", type=int, default=5, help="timed (plain, encoded) epoch pairs")
     parser.add_argument("--default-threads", action="store_true",
                         help="also one encoded epoch with torch's default intra-op threads")
-    parser.add_argument("--quick", action="store_true", help="10,000 images, one epoch each")
+    parser.add_argument("--quick", action="store_true", help="2,000 images, one pair")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe, args.batch_size, args.data_root)))
         return
-
-    dataset = mnist_dataset(args.data_root, train=True)  # (PIL image, int) items, as users have them
     if args.quick:
-        dataset, args.repeats = Subset(dataset, range(10000)), 1
+        args.images, args.pairs = 2000, 1
+
+    # (PIL image, int) items, as users have them
+    dataset = Subset(mnist_dataset(args.data_root, train=True), range(args.images))
+    images = load_mnist(args.data_root, train=True)[0][: args.images]
     count = len(dataset)
     enc = LatencyEncode(backend="torch")
     timed = TimedEncoder(enc)
@@ -118,14 +178,12 @@ def main() -> None:
     plain = DataLoader(dataset, collate_fn=collate_images, **common)
     encoded = SpikeLoader(dataset, timed, **common)
     load_start = os.getloadavg()
-
-    times: dict[str, list[float]] = {"plain": [], "encoded": []}
-    encode_seconds = []
-    for _ in range(args.repeats):
-        times["plain"].append(run_epoch(plain, count))
-        timed.seconds = 0.0
-        times["encoded"].append(run_epoch(encoded, count))
-        encode_seconds.append(timed.seconds)
+    times, cpu, encode_seconds = time_pairs(plain, encoded, timed, count, args.pairs)
+    load_end = os.getloadavg()
+    ratios = [e / p for p, e in zip(times["plain"], times["encoded"])]
+    ratio = statistics.median(ratios)
+    cpu_ratio = statistics.median(e / p for p, e in zip(cpu["plain"], cpu["encoded"]))
+    aligned = check_alignment(dataset, enc, images, common)
     default_threads_encode = None
     if args.default_threads:
         timed.seconds = 0.0
@@ -133,7 +191,6 @@ def main() -> None:
         times["encoded_torch_default_threads"] = [run_epoch(default_threads, count)]
         default_threads_encode = timed.seconds
     # the encoder alone on the same images, already in memory, 1 thread, nothing else running here
-    images = load_mnist(args.data_root, train=True)[0][:count]
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -142,7 +199,6 @@ def main() -> None:
     encode_alone_s = time.perf_counter() - start
     torch.set_num_threads(previous)
     median = {name: statistics.median(t) for name, t in times.items()}
-    ratio = median["encoded"] / median["plain"]
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "mnist-train.spikes"
@@ -165,16 +221,21 @@ def main() -> None:
     result = {
         "script": "benchmarks/bench_loader.py",
         "machine": machine(),
-        "note": "timings on a small shared machine vary between runs; the load averages at start and end are recorded",
-        "load_average_start_end": [load_start, os.getloadavg()],
+        "note": "timings on a small shared machine vary between runs; the load averages before and after "
+                "the timed pairs are recorded",
+        "load_average_start_end": [load_start, load_end],
         "images": count,
         "batch_size": args.batch_size,
         "workers": args.workers,
-        "repeats": args.repeats,
+        "pairs": args.pairs,
         "epoch_s": times,
         "median_epoch_s": median,
+        "pair_ratios": ratios,
         "encoded_over_plain": ratio,
-        "target_ratio": 1.3,
+        "cpu_s_main_and_workers": cpu,
+        "cpu_encoded_over_plain": cpu_ratio,
+        "target_ratio": TARGET_RATIO,
+        "samples_checked_aligned": aligned,
         "main_process_encode_s": encode_seconds,
         "encode_alone_1_thread_s": encode_alone_s,
         "main_process_encode_s_torch_default_threads": default_threads_encode,
@@ -183,10 +244,14 @@ def main() -> None:
         "memory_per_batch": memory,
     }
     print(f"{count} MNIST training images, batches of {args.batch_size}, {args.workers} workers, "
-          f"median of {args.repeats} epoch(s) each:")
+          f"{args.pairs} pair(s) of epochs:")
     print(f"  plain images (collate_images):   {median['plain']:6.2f} s  ({count / median['plain']:,.0f} img/s)")
     print(f"  SpikeLoader, sparse spikes:      {median['encoded']:6.2f} s  ({count / median['encoded']:,.0f} img/s), "
-          f"of which encoding {statistics.median(encode_seconds):.2f} s  -> {ratio:.2f}x the plain epoch (target <= 1.3x)")
+          f"of which encoding {statistics.median(encode_seconds):.2f} s")
+    print(f"  encoded / plain, median of the pairs: {ratio:.2f}x (target <= {TARGET_RATIO}x; pairs "
+          f"{', '.join(f'{r:.2f}' for r in ratios)}); all {aligned} samples' spikes checked against their images")
+    print(f"  CPU seconds of the main process and workers, encoded / plain, median of the pairs: {cpu_ratio:.2f}x "
+          f"(plain {statistics.median(cpu['plain']):.2f} s)")
     print(f"  (the encoder alone, same images in memory, 1 thread: {encode_alone_s:.2f} s)")
     if args.default_threads:
         print(f"  same, torch's default threads:   {median['encoded_torch_default_threads']:6.2f} s "

@@ -61,3 +61,42 @@ class SpikeIdentifier:
     def __call__(self, spikes: torch.Tensor) -> list[int]:
         """Index of each image of a ``(B, T, N)`` batch; raises KeyError for unknown spikes."""
         return [self.index[key] for key in per_image_keys(spikes)]
+
+
+class SyntheticImages(Dataset):
+    """``count`` small random images ``(1, 8, 8)`` as ``(image, index)``, every pixel lit
+    (1..255, as float32 so a NaN can be planted). ``raising`` maps an index to a function
+    whose exception ``__getitem__`` lets through; ``nan`` holds indices with a NaN pixel;
+    ``delay`` (s) slows the even indices, so that worker processes finish out of order."""
+
+    def __init__(self, count: int = 10, raising=None, nan=(), delay: float = 0.0, seed: int = 0):
+        generator = torch.Generator().manual_seed(seed)
+        self.images = torch.randint(1, 256, (count, 1, 8, 8), generator=generator).float()
+        for i in nan:
+            self.images[i, 0, 3, 3] = float("nan")
+        self.raising = dict(raising or {})
+        self.delay = delay
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        if i in self.raising:
+            self.raising[i]()
+        if self.delay and i % 2 == 0:
+            import time
+
+            time.sleep(self.delay)
+        return self.images[i], i
+
+
+def drain(iterator) -> list:
+    """Every outcome of an iterator that may raise and go on: batches and exceptions, in order."""
+    outcomes = []
+    while True:
+        try:
+            outcomes.append(next(iterator))
+        except StopIteration:
+            return outcomes
+        except Exception as err:  # noqa: BLE001 - the outcome under test
+            outcomes.append(err)

@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+pytestmark = pytest.mark.slow  # spawns two ranks, each with a worker process
+
 COUNT = 400
 WORLD = 2
 

@@ -16,6 +16,8 @@ from spike_encode.data import SpikeLoader, collate_images
 
 from .loader_helpers import MNISTItems, SpikeIdentifier, assert_same_sparse
 
+pytestmark = pytest.mark.slow  # real MNIST, and most tests start worker processes
+
 COUNT = 600
 
 

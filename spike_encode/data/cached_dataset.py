@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import secrets
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..events import SpikeEvents
 from ..formats import sparse_to_events
 from ..outputs import OutputFormat, output_format
 from ..params import EncoderParams
+from .collation import collate_images_and_targets
 from .loader import SpikeLoader
 from .spike_file import SpikeFileError, read_spike_file, spike_file_bytes
 
@@ -96,6 +98,8 @@ def encode_dataset(
     batch_size: int = 1000,
     num_workers: int = 0,
     progress: bool = True,
+    image_key: Any = None,
+    target_key: Any = "label",
 ) -> Path:
     """Encode every ``(image, target)`` of ``dataset`` with ``encoder`` into one file.
 
@@ -110,12 +114,17 @@ def encode_dataset(
     :class:`SpikeDataset` ``(path)[i]`` is exactly ``encoder(dataset[i][0])``.
 
     Args:
-        dataset: map-style dataset of ``(image, target)``, targets integers.
+        dataset: map-style dataset of ``(image, target)`` (or longer tuples: the target is the
+            first element other than the image) or of dicts such as ``{"image": ..., "label":
+            ...}``; targets integers. The image is found as :func:`~spike_encode.data.collate_images`
+            finds it.
         encoder: a ``LatencyEncode`` (any output format; spikes are stored as events).
         path: file to write (parent folders are created).
         batch_size: images encoded at once.
         num_workers: DataLoader workers loading images.
         progress: show a tqdm progress bar (images).
+        image_key: the items' image key (dicts) or position (tuples), if the rule does not find it.
+        target_key: the dict items' target key.
 
     Returns:
         ``path`` as a ``Path``.
@@ -126,7 +135,8 @@ def encode_dataset(
     params = _encoder_params(encoder)
     path = Path(path)
     with _NewFile(path) as out:  # made before any work: an unwritable destination fails now
-        header, arrays = _encode(dataset, encoder, params, path, batch_size, num_workers, progress)
+        collate = functools.partial(collate_images_and_targets, image_key=image_key, target_key=target_key)
+        header, arrays = _encode(dataset, encoder, params, path, batch_size, num_workers, progress, collate)
         out.write(spike_file_bytes(arrays, header))
     return path
 
@@ -206,10 +216,13 @@ class _NewFile:
 
 
 def _encode(dataset: Dataset, encoder: Any, params: EncoderParams, path: Path, batch_size: int,
-            num_workers: int, progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Every image's spikes in compact dtypes, and the file's JSON header."""
+            num_workers: int, progress: bool, collate: Callable[[list[Any]], tuple[torch.Tensor, Any]],
+            ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Every image's spikes in compact dtypes, and the file's JSON header; ``collate`` makes
+    each batch ``(images, targets)``."""
     recorder = _ShapeRecorder(_sparse_encoder(encoder))
-    loader = SpikeLoader(dataset, recorder, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = SpikeLoader(dataset, recorder, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                         collate_fn=collate)
     step_dtype = _unsigned_dtype(params.num_steps)
     counts, steps, neurons, targets = [], [], [], []
     num_neurons = None
