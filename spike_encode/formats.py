@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from .events import SpikeEvents

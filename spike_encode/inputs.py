@@ -54,6 +54,28 @@ def _pil_to_tensor(image: Any) -> torch.Tensor:
     return tensor.to(torch.uint8) if tensor.dtype == torch.bool else tensor
 
 
+def is_explicit_image(value: Any) -> bool:
+    """A PIL image or ``tv_tensors.Image``: what torchvision v2 takes as a sample's image first."""
+    from PIL import Image
+    from torchvision import tv_tensors
+
+    return isinstance(value, (Image.Image, tv_tensors.Image))
+
+
+def is_plain_array(value: Any) -> bool:
+    """An ndarray or a plain tensor (not a ``tv_tensors`` mask, box or other annotation):
+    v2's image when a sample has no explicit one (the first such leaf)."""
+    from torchvision import tv_tensors
+
+    return isinstance(value, np.ndarray) or (isinstance(value, torch.Tensor)
+                                              and not isinstance(value, tv_tensors.TVTensor))
+
+
+#: torchvision v2's rule for a sample's image, in order: the first leaf passing the first
+#: test that any leaf passes.
+IMAGE_RULES = (is_explicit_image, is_plain_array)
+
+
 def to_tensor(images: Any) -> torch.Tensor:
     """A plain tensor of a tensor (``tv_tensors`` included), ndarray or PIL image.
 

@@ -8,16 +8,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import PIL.Image
 import torch
-from torchvision import tv_tensors
 from torchvision.transforms.v2 import Transform
 
 from .devices import resolve_device
 from .engines.registry import Engine, check_backend_name
 from .errors import BackendUnavailableError
 from .functional import Spikes, encode_images, encoding_spec, engine_for
+from .inputs import IMAGE_RULES
 from .outputs import OutputFormat, output_format
 from .outputs.dense import Dense
 from .outputs.tonic import sensor_size
@@ -25,14 +23,6 @@ from .params import EncoderParams
 from .spec import EncodingSpec, NeuronSpec
 
 __all__ = ["LatencyEncode", "find_image"]
-
-
-def _is_image(leaf: Any) -> bool:
-    return isinstance(leaf, (PIL.Image.Image, tv_tensors.Image))
-
-
-def _is_plain(leaf: Any) -> bool:
-    return isinstance(leaf, np.ndarray) or (isinstance(leaf, torch.Tensor) and not isinstance(leaf, tv_tensors.TVTensor))
 
 
 def _leaves(sample: Any, path: tuple = ()) -> list[tuple[tuple, Any]]:
@@ -53,7 +43,7 @@ def find_image(sample: Any) -> tuple[Any, ...]:
         TypeError: the sample holds no image, naming the types it holds.
     """
     leaves = _leaves(sample)
-    for test in (_is_image, _is_plain):
+    for test in IMAGE_RULES:
         for path, leaf in leaves:
             if test(leaf):
                 return path

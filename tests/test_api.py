@@ -225,3 +225,13 @@ def test_an_ndarray_is_read_channels_last_as_v2_to_image_reads_it():
     stack = IMAGES.permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
     assert torch.equal(_enc()(stack).to_dense(), _enc()(IMAGES).to_dense())
     assert torch.equal(_enc()(IMAGES[0, 0].numpy()).to_dense(), _spikes_of(IMAGES[0, 0]))  # (H, W)
+
+
+def test_only_public_torch_and_torchvision_apis_are_used():
+    import re
+
+    private = re.compile(r"\btorch(vision)?\.(\w+\.)*_(?!_)\w+|_index_sampler|_parse_to|\bcheck_type\b")
+    package = Path(se.__file__).parent
+    uses = [f"{path.relative_to(package)}:{n}: {line.strip()}" for path in sorted(package.rglob("*.py"))
+            for n, line in enumerate(path.read_text().splitlines(), 1) if private.search(line.split("#")[0])]
+    assert uses == []

@@ -26,14 +26,12 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-import PIL.Image
 import torch
 from torch.utils.data import default_collate, get_worker_info
-from torchvision import tv_tensors
 
 from ..events import SpikeEvents
-from ..formats import spike_events_to_sparse
-from ..inputs import to_tensor
+from ..outputs.sparse import spike_events_to_sparse
+from ..inputs import IMAGE_RULES, to_tensor
 
 __all__ = ["CompactSpikes", "EncodeCollate", "ToCompact", "collate_images", "collate_spikes"]
 
@@ -62,15 +60,6 @@ def _describe(fields: list[tuple[Key, Any]], mapping: bool) -> str:
     return f"{{{kinds}}}" if mapping else f"({kinds})"
 
 
-def _is_plain_array(value: Any) -> bool:
-    return isinstance(value, np.ndarray) or (isinstance(value, torch.Tensor)
-                                              and not isinstance(value, tv_tensors.TVTensor))
-
-
-def _is_image(value: Any) -> bool:
-    return isinstance(value, (PIL.Image.Image, tv_tensors.Image))
-
-
 def _is_sparse_spikes(value: Any) -> bool:
     return isinstance(value, CompactSpikes) or (isinstance(value, torch.Tensor) and value.is_sparse)
 
@@ -79,7 +68,6 @@ def _is_dense_spikes(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and value.ndim >= 2
 
 
-_IMAGE_RULES = (_is_image, _is_plain_array)
 _SPIKES_RULES = (_is_sparse_spikes, _is_dense_spikes)
 _WANTED = {"image": "a PIL image, tv_tensors.Image, tensor or ndarray",
            "spikes": "CompactSpikes, a sparse tensor, or a dense tensor of 2 or more dimensions"}
@@ -117,7 +105,7 @@ def image_key_of(item: Any, image_key: Key | None = None) -> Key:
         TypeError: the item is not a tuple or dict, or holds no image.
         KeyError: ``image_key`` is not in the item (naming the keys it has).
     """
-    return _locate(item, 0, image_key, _IMAGE_RULES, "image")
+    return _locate(item, 0, image_key, IMAGE_RULES, "image")
 
 
 def _field_values(batch: Sequence[Any], what: str, key: Key | None,
@@ -203,7 +191,7 @@ def collate_images(batch: Sequence[Any], image_key: Key | None = None) -> tuple[
         ValueError: an empty batch, items with different fields, or images whose shapes or
             dtypes differ.
     """
-    at, images = _field_values(batch, "image", image_key, _IMAGE_RULES)
+    at, images = _field_values(batch, "image", image_key, IMAGE_RULES)
     tensors = [_image_tensor(image, i) for i, image in enumerate(images)]
     first = tensors[0]
     for i, tensor in enumerate(tensors):
