@@ -5,15 +5,19 @@ directory under an exclusive file lock (``filelock``), marked complete with the 
 digest of every file it holds, then renamed into place in one atomic step, so readers see
 either nothing or a whole entry. An entry that is half-written (a killed builder left no
 completion marker) or damaged (a file missing, truncated or changed since it was built) is
-removed and rebuilt.
+removed and rebuilt, as is anything else found in its place (a regular file, a symbolic link:
+removed, never followed) or in the lock's place (a folder). Any failure to read or parse a
+completion marker means the entry is incomplete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -32,10 +36,11 @@ def cache_key(description: Mapping[str, object]) -> str:
 
 
 def _manifest(folder: Path) -> dict[str, list]:
-    """Size and BLAKE2b digest of every file under ``folder`` (but the completion marker)."""
+    """Size and BLAKE2b digest of every file under ``folder`` (but the completion marker);
+    symbolic links are not followed (a file replaced by one is missing)."""
     files = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != _COMPLETE:
+        if path.is_file() and not path.is_symlink() and path.name != _COMPLETE:
             data = path.read_bytes()
             files[path.relative_to(folder).as_posix()] = [len(data), hashlib.blake2b(data, digest_size=16).hexdigest()]
     return files
@@ -45,20 +50,54 @@ def is_complete(entry: Path) -> bool:
     """True if ``entry`` is a finished cache entry whose files are all as they were built
     (a truncated or missing library, say, makes it incomplete: it is rebuilt)."""
     try:
+        if not (_is(entry, stat.S_ISDIR) and _is(entry / _COMPLETE, stat.S_ISREG)):  # no links followed
+            return False
         recorded = json.loads((entry / _COMPLETE).read_text())["files"]
         return isinstance(recorded, dict) and recorded == _manifest(entry)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, LookupError, TypeError, RecursionError, MemoryError):  # any bad marker
         return False
+
+
+def _is(path: Path, kind: Callable[[int], bool]) -> bool:
+    """Whether ``path`` itself (a symbolic link is not followed) is of ``kind`` (``stat.S_ISDIR``...)."""
+    try:
+        return kind(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _remove(path: Path) -> None:
+    """Remove whatever is at ``path``: a folder with all it holds, a file, or a symbolic link
+    (never what it points to)."""
+    if _is(path, stat.S_ISDIR):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def _lock(path: Path) -> FileLock:
+    """The lock file ``path``, after removing a folder or link found in its place."""
+    if os.path.lexists(path) and not _is(path, stat.S_ISREG):
+        try:
+            _remove(path)
+        except FileNotFoundError:  # another process removed it first
+            pass
+        except OSError as err:
+            raise OSError(f"the build cache lock {path} is not a file and cannot be removed ({err}); "
+                          "remove it by hand") from err
+    return FileLock(path)
 
 
 def discard(entry: Path) -> None:
     """Remove a (damaged) entry under its lock, so the next :func:`cached_build` rebuilds it."""
-    with FileLock(entry.with_name(f"{entry.name}.lock")):
-        if entry.exists():
+    with _lock(entry.with_name(f"{entry.name}.lock")):
+        if os.path.lexists(entry):
             gone = entry.with_name(f"{entry.name}.tmp-discarded")
-            shutil.rmtree(gone, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                _remove(gone)
             os.rename(entry, gone)  # readers stop seeing it at once; then it goes
-            shutil.rmtree(gone, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                _remove(gone)
 
 
 def cached_build(root: Path, description: Mapping[str, object],
@@ -73,13 +112,13 @@ def cached_build(root: Path, description: Mapping[str, object],
     entry = root / key
     if is_complete(entry):
         return entry, False
-    with FileLock(root / f"{key}.lock"):
+    with _lock(root / f"{key}.lock"):
         if is_complete(entry):  # another process finished it while we waited
             return entry, False
-        if entry.exists():  # half-written by a killed process, or damaged since
-            shutil.rmtree(entry)
+        _remove(entry)  # half-written by a killed process, damaged since, or not a folder at all
         for stale in root.glob(f"{key}.tmp-*"):  # work dirs of killed builders
-            shutil.rmtree(stale, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                _remove(stale)
         work = Path(tempfile.mkdtemp(prefix=f"{key}.tmp-", dir=root))
         try:
             build(work)

@@ -6,6 +6,9 @@ import multiprocessing as mp
 import time
 from pathlib import Path
 
+import pytest
+import torch
+
 from spike_encode.build_cache import cache_key, cached_build, is_complete
 
 
@@ -15,6 +18,11 @@ def _slow_build(path: Path) -> None:
     (path / "part2").write_text("b")
     with open(path.parent / "builds.log", "a") as log:
         log.write("built\n")
+
+
+def _quick_build(path: Path) -> None:
+    (path / "part1").write_text("a")
+    (path / "part2").write_text("b")
 
 
 def _worker(root: str, queue) -> None:
@@ -80,3 +88,70 @@ def test_an_entry_whose_files_changed_since_the_build_is_rebuilt(tmp_path):
     assert cached_build(tmp_path, {"k": 4}, _slow_build)[1]
     (entry / "COMPLETE.json").write_text("{not json")  # a damaged marker
     assert cached_build(tmp_path, {"k": 4}, _slow_build)[1]
+
+
+def _planted(tmp_path: Path, what: str) -> Path:
+    """The cache root with ``what`` in the place of entry {"k": 5} (or of its lock)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    key = cache_key({"k": 5})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious").write_text("keep")
+    if what == "file":
+        (root / key).write_text("not a folder")
+    elif what == "dangling link":
+        (root / key).symlink_to(tmp_path / "missing")
+    elif what == "link to an incomplete folder":
+        (root / key).symlink_to(elsewhere)
+    elif what == "link to a complete entry":
+        built, _ = cached_build(tmp_path / "other-root", {"k": 5}, _quick_build)
+        (root / key).symlink_to(built)
+    elif what == "folder as lock":
+        (root / f"{key}.lock").mkdir()
+    elif what == "full folder as lock":
+        (root / f"{key}.lock").mkdir()
+        (root / f"{key}.lock" / "x").write_text("x")
+    elif what == "deeply nested marker":
+        (root / key).mkdir()
+        (root / key / "COMPLETE.json").write_text("[" * 100_000 + "]" * 100_000)
+    elif what == "linked marker":
+        built, _ = cached_build(tmp_path / "other-root", {"k": 5}, _quick_build)
+        (root / key).mkdir()
+        for name in ("part1", "part2"):
+            (root / key / name).write_text((built / name).read_text())
+        (root / key / "COMPLETE.json").symlink_to(built / "COMPLETE.json")
+    return root
+
+
+@pytest.mark.parametrize("what", ["file", "dangling link", "link to an incomplete folder", "link to a complete entry",
+                                  "folder as lock", "full folder as lock", "deeply nested marker", "linked marker"])
+def test_anything_in_place_of_an_entry_or_its_lock_is_removed_and_rebuilt(tmp_path, what):
+    root = _planted(tmp_path, what)
+    entry, built = cached_build(root, {"k": 5}, _quick_build)
+    assert built and entry == root / cache_key({"k": 5}) and is_complete(entry)
+    assert not entry.is_symlink() and (entry / "part2").read_text() == "b"
+    assert (tmp_path / "elsewhere" / "precious").read_text() == "keep"  # a link is never followed into
+    assert (root / f"{cache_key({'k': 5})}.lock").is_file() or not (root / f"{cache_key({'k': 5})}.lock").exists()
+    assert cached_build(root, {"k": 5}, _quick_build) == (entry, False)
+
+
+@pytest.mark.slow  # builds GeNN models
+def test_genn_rebuilds_over_a_link_in_place_of_its_entry_and_a_folder_in_place_of_its_lock(tmp_path, mnist_test):
+    pytest.importorskip("pygenn", reason="PyGeNN is not installed")
+    import os
+
+    from spike_encode import LatencyEncode
+
+    images = mnist_test[0][:2]
+    first = LatencyEncode(backend="genn", cache_dir=tmp_path / "a")
+    expected = first(images).to_dense()
+    built = first._engine.last_build[0]
+    key = built.name
+    (tmp_path / "b").mkdir()
+    os.symlink(built, tmp_path / "b" / key)  # someone's link to a complete entry elsewhere
+    (tmp_path / "b" / f"{key}.lock").mkdir()
+    again = LatencyEncode(backend="genn", cache_dir=tmp_path / "b")
+    assert torch.equal(again(images).to_dense(), expected)
+    assert again._engine.last_build == (tmp_path / "b" / key, True)
+    assert not (tmp_path / "b" / key).is_symlink() and is_complete(built)  # the linked entry is untouched

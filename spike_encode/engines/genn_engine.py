@@ -77,9 +77,12 @@ def cache_not_writable(cache_dir: Path, err: object = None):
     """The error for a GeNN cache folder that cannot hold built models."""
     from ..cache_dir import CACHE_ENV
 
+    problem = "not writable"
+    if os.path.lexists(cache_dir) and not cache_dir.is_dir():
+        problem = "not a folder" + (" (a dangling link)" if not cache_dir.exists() else "")
     return BackendUnavailableError(
-        f"backend='genn' keeps its built models in {cache_dir}, which is not writable"
-        + (f" ({err})" if err else "") + f"; make that folder writable, or choose another with "
+        f"backend='genn' keeps its built models in {cache_dir}, which is {problem}"
+        + (f" ({err})" if err else "") + f"; make it a writable folder, or choose another with "
         f"cache_dir= or ${CACHE_ENV}")
 
 
