@@ -176,6 +176,10 @@ def _writable(path: Path, force: bool) -> Path:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
     if path.is_dir():
         raise IsADirectoryError(f"--out {path} is a folder, not a file")
+    if path.exists() and not path.is_file():  # replacing /dev/null would replace the device node
+        from .data.files import file_kind
+
+        raise OSError(f"--out {path} is {file_kind(path.stat().st_mode)}, not a regular file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path.parent):
@@ -256,13 +260,17 @@ def _encode(args: argparse.Namespace) -> None:
     _writable(out, args.force)
     print(enc)
     start = time.perf_counter()
-    encode_dataset(dataset, enc, out, batch_size=args.batch_size, num_workers=args.num_workers,
-                   progress=not args.no_progress)
+    try:  # without --force, a file that appears at --out while encoding is kept
+        encode_dataset(dataset, enc, out, batch_size=args.batch_size, num_workers=args.num_workers,
+                       progress=not args.no_progress, overwrite=args.force)
+    except FileExistsError:
+        raise FileExistsError(f"{out} appeared while encoding; it was kept and the new spikes discarded "
+                              "(pass --force to overwrite it)") from None
     elapsed = time.perf_counter() - start
     ds = SpikeDataset(out, enc)
     print(f"encoded {len(ds)} {label} images in {elapsed:.1f} s ({len(ds) / elapsed:,.0f} images/s)")
     print(f"{ds.num_spikes} spikes ({ds.num_spikes / len(ds):.1f} per image), "
-          f"{out.stat().st_size / 2**20:.1f} MiB, parameter digest {ds.digest}")
+          f"{out.stat().st_size / 2**20:.1f} MiB, encoding spec digest {ds.digest}")
     print(f"written to {out}")
 
 

@@ -4,6 +4,7 @@ the encoder returns them, fast loading, and parameters that differ are refused."
 from __future__ import annotations
 
 import pickle
+import re
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from spike_encode import EncoderParams, LatencyEncode
 from spike_encode.data import SpikeDataset, SpikeFileError, collate_spikes, encode_dataset
+from spike_encode.errors import SpecMismatchError
 
 from .loader_helpers import MNISTItems, SpikeIdentifier, assert_same_sparse
 
@@ -142,21 +144,22 @@ def test_file_is_compact(cache):
     ds = SpikeDataset(cache)
     # 1 byte per step, 2 per neuron id; 16 per sample (offset + target); a header
     assert cache.stat().st_size <= 3 * ds.num_spikes + 16 * (len(ds) + 1) + 8192
-    assert ds.header["params"] == LatencyEncode().params.as_dict()
+    assert ds.spec_dict == ds.header["spec"] == LatencyEncode().spec.as_dict()
+    assert ds.digest == LatencyEncode().spec.digest() and ds.digest[:12] in repr(ds)
 
 
-@pytest.mark.parametrize("change", [dict(input_scale=70.0), dict(lif_params={"TauM": 10.0})])
-def test_opening_with_other_parameters_is_refused_naming_both_digests(change, cache, enc):
+@pytest.mark.parametrize("change, field, there, here", [(dict(input_scale=70.0), "params.input_scale", 80.0, 70.0),
+                                                     (dict(lif_params={"TauM": 10.0}), "params.TauM", 20.0, 10.0)])
+def test_opening_with_other_parameters_is_refused_naming_the_field_and_both_values(change, field, there, here,
+                                                                                   cache, enc):
     other = LatencyEncode(backend="torch", **change)
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(SpecMismatchError, match=re.escape(f"{field}={there!r}, but the encoder has {field}={here!r}")):
         SpikeDataset(cache, other)
-    message = str(err.value)
-    assert enc.params.digest() in message and other.params.digest() in message
-    name = "input_scale" if "input_scale" in change else "TauM"
-    assert name in message
-    with pytest.raises(ValueError, match=other.params.digest()):
+    with pytest.raises(SpecMismatchError, match=re.escape(f"{field}={there!r}, but params= has {field}={here!r}")):
         SpikeDataset(cache, params=other.params.as_dict())
-    assert len(SpikeDataset(cache, params=EncoderParams())) == COUNT  # matching: accepted
+    with pytest.raises(SpecMismatchError, match=re.escape(f"{field}={there!r}, but spec= has")):
+        SpikeDataset(cache, spec=other.spec)
+    assert len(SpikeDataset(cache, params=EncoderParams())) == len(SpikeDataset(cache, spec=enc.spec)) == COUNT
 
 
 def test_dataset_pickles_small_and_reopens(cache):

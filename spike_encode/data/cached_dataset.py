@@ -1,16 +1,15 @@
-"""Encode a dataset once to one file; read it back, memory-mapped, as a dataset of spikes.
+"""Encode a dataset once to one file; read it back as a dataset of spikes.
 
-The file is a safetensors container checked whole on open (:mod:`.spike_file`).
+The file is a safetensors container checked whole on open (:mod:`.spike_file`), published
+whole or not at all (:mod:`.files`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
+import json
 import os
-import secrets
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,16 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 from tqdm.auto import tqdm
 
+from ..errors import SpecMismatchError
 from ..events import SpikeEvents
 from ..formats import sparse_to_events
 from ..outputs import OutputFormat, output_format
 from ..params import EncoderParams
+from ..spec import EncodingSpec, spec_differences
 from .collation import collate_images_and_targets
+from .files import NewFile
 from .loader import SpikeLoader
-from .spike_file import SpikeFileError, read_spike_file, spike_file_bytes
+from .spike_file import SpikeFile, SpikeFileError, spike_file_bytes
 
 __all__ = ["SpikeDataset", "SpikeFileError", "encode_dataset"]
 
@@ -39,13 +41,18 @@ def _unsigned_dtype(size: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
-def _encoder_params(encoder: Any) -> EncoderParams:
-    params = getattr(encoder, "params", None)
-    if not isinstance(params, EncoderParams):
+def _encoder_spec(encoder: Any) -> EncodingSpec:
+    spec = getattr(encoder, "spec", None)
+    if not isinstance(spec, EncodingSpec):
         raise TypeError(
-            f"encoder must carry its EncoderParams as .params (e.g. LatencyEncode), got {type(encoder).__name__}"
+            f"encoder must carry its EncodingSpec as .spec (e.g. LatencyEncode), got {type(encoder).__name__}"
         )
-    return params
+    return spec
+
+
+def _recorded(spec: EncodingSpec) -> dict[str, Any]:
+    """``spec.as_dict()`` as a spike file records it (through JSON)."""
+    return json.loads(json.dumps(spec.as_dict(), default=str))
 
 
 def _sparse_encoder(encoder: Any) -> Any:
@@ -100,16 +107,18 @@ def encode_dataset(
     progress: bool = True,
     image_key: Any = None,
     target_key: Any = "label",
+    overwrite: bool = True,
 ) -> Path:
     """Encode every ``(image, target)`` of ``dataset`` with ``encoder`` into one file.
 
     The file (a safetensors container, :mod:`~spike_encode.data.spike_file`) holds each
-    image's spikes in compact dtypes, the integer targets, the encoder's parameters, their
-    :meth:`~spike_encode.EncoderParams.digest` and a checksum. It is written to a new,
-    exclusively created temporary file beside ``path`` (made before encoding starts, so an
-    unwritable destination fails at once; removed on any failure) and renamed onto ``path``
-    when complete: concurrent writers of one path each publish a whole file, the last one
-    wins. Images go through a
+    image's spikes in compact dtypes, the integer targets, the encoder's whole
+    :class:`~spike_encode.EncodingSpec` and its digest, and checksums of every byte. It is
+    written to a new temporary file beside ``path`` (made before encoding starts, so an
+    unwritable destination fails at once; removed, with any folders made for it, on any
+    failure) and published whole (:mod:`~spike_encode.data.files`): renamed onto ``path``
+    (``overwrite=True``: of concurrent writers the last one wins) or linked there only if
+    nothing is there by then (``overwrite=False``). Images go through a
     :class:`~spike_encode.data.SpikeLoader` (in order; ``num_workers`` load them), so
     :class:`SpikeDataset` ``(path)[i]`` is exactly ``encoder(dataset[i][0])``.
 
@@ -125,97 +134,27 @@ def encode_dataset(
         progress: show a tqdm progress bar (images).
         image_key: the items' image key (dicts) or position (tuples), if the rule does not find it.
         target_key: the dict items' target key.
+        overwrite: replace a file at ``path`` (default); ``False`` refuses one that exists
+            before encoding or appears while encoding, keeping it.
 
     Returns:
         ``path`` as a ``Path``.
 
     Raises:
-        OSError: ``path`` is a folder or its folder is not writable (before any encoding).
+        FileExistsError: ``overwrite=False`` and ``path`` exists (before or after encoding).
+        OSError: ``path`` is a folder or another non-regular file (a device, a FIFO), its
+            folder is not writable (before any encoding), or the disk fills (naming ``path``).
     """
-    params = _encoder_params(encoder)
+    spec = _encoder_spec(encoder)
     path = Path(path)
-    with _NewFile(path) as out:  # made before any work: an unwritable destination fails now
+    with NewFile(path, overwrite=overwrite, what="the spike file") as out:  # before any work
         collate = functools.partial(collate_images_and_targets, image_key=image_key, target_key=target_key)
-        header, arrays = _encode(dataset, encoder, params, path, batch_size, num_workers, progress, collate)
+        header, arrays = _encode(dataset, encoder, spec, path, batch_size, num_workers, progress, collate)
         out.write(spike_file_bytes(arrays, header))
     return path
 
 
-class _NewFile:
-    """A file that appears at ``path`` whole when the ``with`` block succeeds, or not at all.
-
-    On Linux it is an unnamed file (``O_TMPFILE``) until then, so even a killed process
-    leaves nothing behind; elsewhere it is a hidden, exclusively created file beside ``path``
-    (no link followed), removed on any failure. Publishing renames it onto ``path`` in one
-    atomic step: of concurrent writers, each publishes a whole file and the last one wins.
-
-    Raises:
-        OSError: ``path`` is a folder, or no file can be made beside it (naming ``path``).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        if path.is_dir():
-            raise IsADirectoryError(f"cannot write the spike file {path}: it is a folder")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.fd, self.name = self._open()
-        except OSError as err:
-            raise type(err)(err.errno, f"cannot write the spike file {path}: {err.strerror} "
-                            f"(in {path.parent})") from err
-
-    def _open(self) -> tuple[int, str | None]:
-        if hasattr(os, "O_TMPFILE"):
-            try:
-                return os.open(self.path.parent, os.O_TMPFILE | os.O_WRONLY, 0o666), None
-            except OSError as err:
-                if err.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-                    raise
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
-        return fd, name
-
-    def write(self, data: bytes) -> None:
-        """Write all of ``data``."""
-        with memoryview(data) as view:
-            while view:
-                view = view[os.write(self.fd, view):]
-
-    def __enter__(self) -> "_NewFile":
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        try:
-            if kind is None:
-                os.fsync(self.fd)
-                if self.name is None:  # give the unnamed file a hidden name, then rename it
-                    self.name = self._link()
-                os.replace(self.name, self.path)
-                self.name = None
-        finally:
-            os.close(self.fd)
-            if self.name is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(self.name)
-
-    def _link(self) -> str:
-        folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            for _ in range(100):
-                name = f".{self.path.name}.{secrets.token_hex(6)}.partial"
-                try:  # linkat(..., AT_SYMLINK_FOLLOW): the file behind the descriptor, not the link
-                    os.link(f"/proc/self/fd/{self.fd}", name, dst_dir_fd=folder, follow_symlinks=True)
-                    return str(self.path.with_name(name))
-                except FileExistsError:
-                    continue
-        finally:
-            os.close(folder)
-        raise FileExistsError(f"no free temporary name beside {self.path}")
-
-
-def _encode(dataset: Dataset, encoder: Any, params: EncoderParams, path: Path, batch_size: int,
+def _encode(dataset: Dataset, encoder: Any, spec: EncodingSpec, path: Path, batch_size: int,
             num_workers: int, progress: bool, collate: Callable[[list[Any]], tuple[torch.Tensor, Any]],
             ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Every image's spikes in compact dtypes, and the file's JSON header; ``collate`` makes
@@ -223,10 +162,13 @@ def _encode(dataset: Dataset, encoder: Any, params: EncoderParams, path: Path, b
     recorder = _ShapeRecorder(_sparse_encoder(encoder))
     loader = SpikeLoader(dataset, recorder, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                          collate_fn=collate)
-    step_dtype = _unsigned_dtype(params.num_steps)
+    step_dtype = _unsigned_dtype(spec.num_steps)
     counts, steps, neurons, targets = [], [], [], []
     num_neurons = None
-    with tqdm(total=len(dataset), unit="img", desc=f"encoding {path.name}", disable=not progress) as bar:
+    # no tqdm at all without progress: even a disabled bar takes tqdm's lock, shared across
+    # fork, which a writer killed while holding it would keep from its parent forever
+    bar = tqdm(total=len(dataset), unit="img", desc=f"encoding {path.name}") if progress else None
+    with bar if bar is not None else contextlib.nullcontext():
         for spikes, batch_targets in loader:
             ev = sparse_to_events(spikes.cpu())
             if num_neurons is None:
@@ -237,7 +179,8 @@ def _encode(dataset: Dataset, encoder: Any, params: EncoderParams, path: Path, b
             steps.append(ev.step.numpy().astype(step_dtype))
             neurons.append(ev.neuron.numpy().astype(neuron_dtype))
             targets.append(_targets_array(batch_targets, ev.batch_size))
-            bar.update(ev.batch_size)
+            if bar is not None:
+                bar.update(ev.batch_size)
     if num_neurons is None:
         raise ValueError("dataset is empty: nothing to encode")
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
@@ -247,21 +190,15 @@ def _encode(dataset: Dataset, encoder: Any, params: EncoderParams, path: Path, b
 
     header = {
         "spike_encode": __version__,
-        "params": params.as_dict(),
-        "digest": params.digest(),
+        "spec": _recorded(spec),
+        "digest": spec.digest(),
         "engine": getattr(encoder, "engine_name", None),
         "num_samples": len(offsets) - 1,
-        "num_steps": params.num_steps,
+        "num_steps": spec.num_steps,
         "num_neurons": num_neurons,
         "image_shape": _neuron_shape(encoder, recorder.image_shape, num_neurons),
     }
     return header, arrays
-
-
-def _param_differences(stored: Mapping[str, Any], expected: Mapping[str, Any]) -> str:
-    names = sorted(set(stored) | set(expected))
-    return ", ".join(f"{n}: {stored.get(n)!r} in the file, {expected.get(n)!r} expected"
-                     for n in names if stored.get(n) != expected.get(n))
 
 
 class SpikeDataset(Dataset):
@@ -273,25 +210,42 @@ class SpikeDataset(Dataset):
     in one vectorised step (:meth:`get_batch`); ``DataLoader(ds, batch_size,
     collate_fn=collate_spikes)`` also works, item by item.
 
+    The file is opened once and read only through that descriptor: replacing it (as
+    :func:`encode_dataset` does) leaves this dataset reading the file it opened; changing or
+    truncating it in place makes reads raise :class:`SpikeFileError`. DataLoader workers
+    started by fork share the descriptor; spawned ones reopen the path and refuse a file
+    that is not the one opened here.
+
     Args:
         path: file written by :func:`encode_dataset`.
-        encoder: if given, its parameters must match the file's, and its ``output``,
+        encoder: if given, its whole ``spec`` must match the file's, and its ``output``,
             ``time_first``, ``dtype`` and ``flatten`` decide the items' format.
-        params: parameters the file must have been encoded with (``EncoderParams`` or its
-            ``as_dict()``), when no encoder is given.
+        spec: the :class:`~spike_encode.EncodingSpec` (or its ``as_dict()``) the file must
+            have been encoded with, when no encoder is given.
+        params: the ``EncoderParams`` (or its ``as_dict()``) the file must have been encoded
+            with; only the spec's parameters are compared (spike_encode 0.2's argument).
         output, time_first, dtype, flatten: the items' format, as ``LatencyEncode``'s, when no
             encoder is given (a format object, or a name and its options; an option that does
             not apply to the format is refused; ``flatten=False`` and ``output="tonic"`` use the
             image shape recorded in the file).
-        mmap: memory-map the arrays (default) rather than read them into memory.
-        verify: check the arrays' checksum on open (reads the file once); ``False`` skips
-            it for files you trust. Sizes, dtypes, index ranges and order are always checked.
+        mmap: read spikes from the file when asked (default) rather than all into memory on
+            open. (The name is 0.2's: reads use ``pread`` on the open file, not a memory map,
+            so a file truncated underneath raises rather than killing the process.)
+        verify: check the whole file's checksum on open (reads it once); ``False`` skips
+            it for files you trust. The header's checksum, sizes, index ranges and order are
+            always checked, and every item read is checked again.
+
+    Attributes:
+        spec_dict: the recorded ``EncodingSpec.as_dict()``.
+        digest: its digest.
+        params: its ``EncoderParams``.
+        header: the file's whole JSON header.
 
     Raises:
-        SpikeFileError: (a ``ValueError``) the file is not a spike file, is damaged or
-            truncated, or is an old version-1 file; nothing is returned from it.
-        ValueError: the file's parameters differ from ``encoder``'s or ``params`` (naming
-            both digests and the differing values).
+        SpikeFileError: (a ``ValueError``) the file is not a regular spike file, is damaged,
+            truncated or an old version; nothing is returned from it.
+        SpecMismatchError: (a ``ValueError``) the file's spec differs from ``encoder``'s,
+            ``spec`` or ``params``, naming the first differing field and both values.
     """
 
     def __init__(
@@ -299,6 +253,7 @@ class SpikeDataset(Dataset):
         path: str | os.PathLike[str],
         encoder: Any = None,
         *,
+        spec: EncodingSpec | Mapping[str, Any] | None = None,
         params: EncoderParams | Mapping[str, float] | None = None,
         output: str | OutputFormat = "sparse",
         time_first: bool | None = None,
@@ -307,48 +262,108 @@ class SpikeDataset(Dataset):
         mmap: bool = True,
         verify: bool = True,
     ) -> None:
+        if sum(x is not None for x in (encoder, spec, params)) > 1:
+            raise ValueError("give one of encoder, spec or params, not several")
+        self._params_only = params is not None
+        source = "the encoder" if encoder is not None else "params=" if params is not None else "spec="
         if encoder is not None:
-            if params is not None:
-                raise ValueError("give encoder or params, not both")
-            params = _encoder_params(encoder)
+            spec = _encoder_spec(encoder)
             if output != "sparse" or (time_first, dtype, flatten) != (None, None, None):
                 raise ValueError("the encoder decides the items' output format; give encoder or output options, not both")
             self.output_format = getattr(encoder, "output_format", output_format())
         else:
             self.output_format = output_format(output, time_first=time_first, dtype=dtype, flatten=flatten)
-        if params is not None and not isinstance(params, EncoderParams):
-            params = EncoderParams.from_dict(params)
+            if params is not None:
+                spec = EncodingSpec(params if isinstance(params, EncoderParams) else EncoderParams.from_dict(params))
+        if spec is not None and not isinstance(spec, (EncodingSpec, Mapping)):
+            raise TypeError(f"spec must be an EncodingSpec or its as_dict(), got {type(spec).__name__}")
+        self._expected = (_recorded(spec) if isinstance(spec, EncodingSpec)
+                          else None if spec is None else json.loads(json.dumps(dict(spec), default=str)))
         self.path = Path(path)
         self.mmap = bool(mmap)
         self.verify = bool(verify)
-        self._expected = params
-        self._open()
+        self._file: SpikeFile | None = None
+        self._identity: tuple | None = None
+        try:
+            self._check_spec(self._spikes, source)
+        except SpecMismatchError:
+            self._spikes.close()
+            raise
 
-    def _open(self) -> None:
-        self.header, self.params, self._arrays = read_spike_file(self.path, mmap=self.mmap, verify=self.verify)
-        self.digest = self.header["digest"]
-        expected = self._expected
-        if expected is not None and expected.digest() != self.digest:
-            raise ValueError(
-                f"{self.path} was encoded with parameters of digest {self.digest}, but the encoder's "
-                f"have digest {expected.digest()} ({_param_differences(self.params.as_dict(), expected.as_dict())}); "
-                "encode the dataset again with encode_dataset for these parameters"
-            )
-        self.num_steps = int(self.header["num_steps"])
-        self.num_neurons = int(self.header["num_neurons"])
-        self._offsets = np.asarray(self._arrays["offsets"])  # small: always in memory
-        self.targets = torch.from_numpy(np.array(self._arrays["targets"]))
+    @property
+    def _spikes(self) -> SpikeFile:
+        """The open file (reopened on first use in a spawned worker, which must find the same file)."""
+        if self._file is None:
+            self._file = SpikeFile(self.path, in_memory=not self.mmap, verify=self.verify, expect=self._identity)
+            self._identity = self._file.identity
+            self._targets = torch.from_numpy(self._file.targets.copy())
+        return self._file
+
+    def _check_spec(self, file: SpikeFile, source: str) -> None:
+        if self._expected is None:
+            return
+        stored, expected = file.spec, self._expected
+        if self._params_only:
+            stored, expected = {"params": stored["params"]}, {"params": expected["params"]}
+        differences = spec_differences(stored, expected)
+        if differences:
+            field, there, here = differences[0]
+            more = f" (also different: {', '.join(d[0] for d in differences[1:])})" if len(differences) > 1 else ""
+            raise SpecMismatchError(
+                f"{self.path} was encoded with {field}={there!r}, but {source} has {field}={here!r}{more} "
+                f"(the file's spec digest is {file.header['digest'][:12]}); encode the dataset again with "
+                "encode_dataset for this encoding")
+
+    @property
+    def header(self) -> dict[str, Any]:
+        """The file's JSON header (``spec``, ``digest``, ``num_samples``, ``num_steps``,
+        ``num_neurons``, ``image_shape``, ``engine``, ``spike_encode``)."""
+        return self._spikes.header
+
+    @property
+    def spec_dict(self) -> dict[str, Any]:
+        """The :class:`~spike_encode.EncodingSpec` the file was encoded with, as ``as_dict()``."""
+        return self._spikes.spec
+
+    @property
+    def digest(self) -> str:
+        """The recorded spec's :meth:`~spike_encode.EncodingSpec.digest`."""
+        return self._spikes.header["digest"]
+
+    @property
+    def params(self) -> EncoderParams:
+        """The recorded spec's parameters (time step and window in ms, input scale in nA, LIF)."""
+        return self._spikes.params
+
+    @property
+    def num_steps(self) -> int:
+        """Time steps per sample."""
+        return self._spikes.num_steps
+
+    @property
+    def num_neurons(self) -> int:
+        """Neurons per sample."""
+        return self._spikes.num_neurons
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """Every sample's target, ``(n,)`` int64."""
+        return self._targets if self._file is not None else (self._spikes, self._targets)[1]
 
     def __len__(self) -> int:
-        return len(self._offsets) - 1
+        return len(self._spikes.offsets) - 1
 
     def _index(self, i: int) -> int:
-        n = len(self)
         if isinstance(i, torch.Tensor):
+            if i.dim() != 0 or i.dtype.is_floating_point or i.dtype.is_complex or i.dtype == torch.bool:
+                raise TypeError(f"SpikeDataset indices are integers, got a tensor of {i.dtype} and shape {tuple(i.shape)}")
             i = int(i)
+        elif isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"SpikeDataset indices are integers, got {i!r} ({type(i).__name__})")
+        n = len(self)
         if not -n <= i < n:
             raise IndexError(f"index {i} is out of range for a SpikeDataset of {n} samples")
-        return i % n
+        return int(i) % n
 
     @property
     def output(self) -> str:
@@ -367,15 +382,10 @@ class SpikeDataset(Dataset):
             raise ValueError(f"{self.path} records no image shape, which {self.output_format!r} needs") from err
 
     def _events(self, indices: np.ndarray) -> SpikeEvents:
-        starts, stops = self._offsets[indices], self._offsets[indices + 1]
-        counts = stops - starts
-        # positions of every wanted spike: each sample's range [start, stop), concatenated
-        firsts = np.cumsum(counts) - counts
-        pos = np.repeat(starts - firsts, counts) + np.arange(int(counts.sum()))
-        step = torch.from_numpy(self._arrays["step"][pos].astype(np.int64))
-        neuron = torch.from_numpy(self._arrays["neuron"][pos].astype(np.int64))
+        step, neuron, counts = self._spikes.spikes(indices)
         sample = torch.from_numpy(np.repeat(np.arange(len(indices), dtype=np.int64), counts))  # numpy's is faster
-        return SpikeEvents(sample, step, neuron, len(indices), self.num_steps, self.num_neurons)
+        return SpikeEvents(sample, torch.from_numpy(step), torch.from_numpy(neuron), len(indices),
+                           self.num_steps, self.num_neurons)
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
         i = self._index(i)
@@ -426,18 +436,15 @@ class SpikeDataset(Dataset):
     @property
     def num_spikes(self) -> int:
         """Spikes stored, all samples together."""
-        return int(self._offsets[-1])
+        return int(self._spikes.offsets[-1])
 
     def __getstate__(self) -> dict[str, Any]:
-        # reopened in each worker rather than copying the arrays through the pipe
-        state = self.__dict__.copy()
-        for name in ("_arrays", "_offsets", "targets", "header", "params", "digest"):
-            state.pop(name, None)
+        # reopened where unpickled (a spawned worker) rather than copying the arrays through
+        # the pipe; it must find the same file (device, inode, size, time, checksum)
+        state = {**self.__dict__, "_identity": self._spikes.identity}
+        state.pop("_targets", None)
+        state["_file"] = None
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._open()
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({str(self.path)!r}, samples={len(self)}, T={self.num_steps}, "
