@@ -31,14 +31,15 @@ def _worker(root: str, queue) -> None:
 
 
 def test_second_request_reuses_the_entry(tmp_path):
-    entry, built = cached_build(tmp_path, {"k": 1}, _slow_build)
+    entry, built = cached_build(tmp_path, {"k": 1}, _quick_build)
     assert built and is_complete(entry)
-    again, built_again = cached_build(tmp_path, {"k": 1}, _slow_build)
+    again, built_again = cached_build(tmp_path, {"k": 1}, _quick_build)
     assert again == entry and not built_again
-    other, _ = cached_build(tmp_path, {"k": 2}, _slow_build)
+    other, _ = cached_build(tmp_path, {"k": 2}, _quick_build)
     assert other != entry and cache_key({"k": 1}) != cache_key({"k": 2})
 
 
+@pytest.mark.slow  # spawns processes
 def test_concurrent_builders_build_once_and_all_see_a_whole_entry(tmp_path):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -60,7 +61,7 @@ def test_half_written_entry_of_a_killed_builder_is_rebuilt(tmp_path):
     (tmp_path / key).mkdir()
     (tmp_path / key / "part1").write_text("a")  # no completion marker: the builder died
     (tmp_path / f"{key}.tmp-dead").mkdir()
-    entry, built = cached_build(tmp_path, {"k": 1}, _slow_build)
+    entry, built = cached_build(tmp_path, {"k": 1}, _quick_build)
     assert built and (entry / "part2").read_text() == "b"
     assert not (tmp_path / f"{key}.tmp-dead").exists()
 
@@ -79,15 +80,15 @@ def test_failed_build_leaves_nothing_behind(tmp_path):
 
 
 def test_an_entry_whose_files_changed_since_the_build_is_rebuilt(tmp_path):
-    entry, _ = cached_build(tmp_path, {"k": 4}, _slow_build)
+    entry, _ = cached_build(tmp_path, {"k": 4}, _quick_build)
     (entry / "part2").write_text("")  # truncated after the build, e.g. by a full disk
     assert not is_complete(entry)
-    again, built = cached_build(tmp_path, {"k": 4}, _slow_build)
+    again, built = cached_build(tmp_path, {"k": 4}, _quick_build)
     assert again == entry and built and (entry / "part2").read_text() == "b"
     (entry / "part1").unlink()  # a file missing
-    assert cached_build(tmp_path, {"k": 4}, _slow_build)[1]
+    assert cached_build(tmp_path, {"k": 4}, _quick_build)[1]
     (entry / "COMPLETE.json").write_text("{not json")  # a damaged marker
-    assert cached_build(tmp_path, {"k": 4}, _slow_build)[1]
+    assert cached_build(tmp_path, {"k": 4}, _quick_build)[1]
 
 
 def _planted(tmp_path: Path, what: str) -> Path:

@@ -163,6 +163,7 @@ def _write(path: str, offset: int, queue) -> None:
     queue.put(offset)
 
 
+@pytest.mark.slow  # spawns processes
 def test_concurrent_writers_each_publish_a_whole_file(tmp_path, data_root, mnist_test, monkeypatch):
     monkeypatch.setenv("SPIKE_ENCODE_TEST_DATA", str(data_root))
     ctx = mp.get_context("spawn")
@@ -243,6 +244,7 @@ def _encode_forever(path: str, started: str) -> None:
     encode_dataset(_Stalls(started), LatencyEncode(backend="torch"), path, progress=False)
 
 
+@pytest.mark.slow  # spawns processes
 def test_a_killed_writer_leaves_nothing_behind(tmp_path):
     import signal
     import time
