@@ -28,7 +28,7 @@ from spike_encode import LatencyEncode
 from spike_encode.data import SpikeDataset, encode_dataset
 from spike_encode.datasets import load_mnist
 from spike_encode.events import SpikeEvents
-from spike_encode.formats import events_to_output
+from spike_encode.outputs import output_format
 
 
 class MemmapReader:
@@ -55,7 +55,7 @@ class MemmapReader:
         neuron = torch.from_numpy(self.arrays["neuron"][pos].astype(np.int64))
         sample = torch.from_numpy(np.repeat(np.arange(len(idx), dtype=np.int64), counts))
         ev = SpikeEvents(sample, step, neuron, len(idx), self.T, self.N)
-        return events_to_output(ev, "sparse", self.dt, False, True, dtype=torch.float32), self.targets[idx]
+        return output_format().render(ev, dt=self.dt, image_shape=None, batched=True), self.targets[idx]
 
 
 def epoch(reader, order: np.ndarray, batch_size: int) -> float:

@@ -147,12 +147,12 @@ def test_genn_rebuilds_over_a_link_in_place_of_its_entry_and_a_folder_in_place_o
     images = mnist_test[0][:2]
     first = LatencyEncode(backend="genn", cache_dir=tmp_path / "a")
     expected = first(images).to_dense()
-    built = first._engine.last_build[0]
+    built = first.engine.last_build[0]
     key = built.name
     (tmp_path / "b").mkdir()
     os.symlink(built, tmp_path / "b" / key)  # someone's link to a complete entry elsewhere
     (tmp_path / "b" / f"{key}.lock").mkdir()
     again = LatencyEncode(backend="genn", cache_dir=tmp_path / "b")
     assert torch.equal(again(images).to_dense(), expected)
-    assert again._engine.last_build == (tmp_path / "b" / key, True)
+    assert again.engine.last_build == (tmp_path / "b" / key, True)
     assert not (tmp_path / "b" / key).is_symlink() and is_complete(built)  # the linked entry is untouched

@@ -218,8 +218,8 @@ class SpikeDataset(Dataset):
 
     Args:
         path: file written by :func:`encode_dataset`.
-        encoder: if given, its whole ``spec`` must match the file's, and its ``output``,
-            ``time_first``, ``dtype`` and ``flatten`` decide the items' format.
+        encoder: if given, its whole ``spec`` must match the file's, and its output format
+            decides the items' format.
         spec: the :class:`~spike_encode.EncodingSpec` (or its ``as_dict()``) the file must
             have been encoded with, when no encoder is given.
         params: the ``EncoderParams`` (or its ``as_dict()``) the file must have been encoded
