@@ -19,7 +19,8 @@ def digits(mnist_test):
 def test_single_images_in_every_form_give_the_same_raster(enc, digits):
     batch = enc(digits).to_dense()
     x = digits[1]
-    forms = [x, x[0], x.numpy(), x[0].numpy(), Image.fromarray(x[0].numpy()), x.float(), x.double()]
+    hwc = x.permute(1, 2, 0).numpy()  # ndarrays are channels-last, as v2.ToImage reads them
+    forms = [x, x[0], hwc, x[0].numpy(), Image.fromarray(x[0].numpy()), x.float(), x.double()]
     for form in forms:
         one = enc(form)
         assert one.shape == (200, 784)
@@ -33,7 +34,7 @@ def test_three_d_input_is_one_image_as_in_torchvision(enc, digits):
     one = enc(stack)
     assert one.shape == (200, 3 * 784)
     assert torch.equal(one.to_dense(), enc(stack[None])[0].to_dense())
-    assert enc(stack.numpy()).shape == (200, 3 * 784)
+    assert enc(stack.permute(1, 2, 0).numpy()).shape == (200, 3 * 784)  # an (H, W, C) ndarray
     assert not torch.equal(one.to_dense()[:, :784], enc(digits[0]).to_dense()), "channels normalised apart"
 
 
@@ -96,10 +97,12 @@ def test_tensors_without_plain_pixels_are_a_type_error_naming_why(enc, digits, m
 
 
 def test_an_encoder_on_the_meta_device_says_so(digits):
-    from spike_encode import LatencyEncode
+    from spike_encode import BackendUnavailableError, LatencyEncode
 
+    with pytest.raises(BackendUnavailableError, match="device='meta'"):
+        LatencyEncode(backend="torch", device="meta")
     with pytest.raises(TypeError, match="device 'meta'"):
-        LatencyEncode(backend="torch", device="meta")(digits)
+        LatencyEncode(backend="torch")(digits.to("meta"))
 
 
 @pytest.mark.parametrize("shape", [(784,), (2, 2, 1, 28, 28)])
