@@ -24,6 +24,7 @@ __all__ = [
     "EncodingSpec",
     "NeuronSpec",
     "spec_differences",
+    "spec_digest",
 ]
 
 #: How colour channels become neurons: ``"all"`` (one neuron per channel and pixel) or
@@ -139,7 +140,7 @@ class EncodingSpec:
 
     @cached_property
     def _digest(self) -> str:  # computed once per (immutable) spec: engines are looked up by it
-        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True, default=str).encode()).hexdigest()
+        return spec_digest(self.as_dict())
 
     def __hash__(self) -> int:
         return hash(self.digest())
@@ -161,6 +162,12 @@ class EncodingSpec:
                                 dict(neuron.get("vars", {})))
         return cls(EncoderParams.from_dict(values["params"]), channels=values["channels"],
                    input_rule=values["input_rule"], precision=values["precision"], neuron=neuron)
+
+
+def spec_digest(values: Mapping[str, Any]) -> str:
+    """:meth:`EncodingSpec.digest` of a spec's :meth:`~EncodingSpec.as_dict` (also of one
+    that cannot be rebuilt, such as a recorded custom neuron model's)."""
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:

@@ -58,7 +58,7 @@ import numpy as np
 
 from ..errors import SpikeFileError
 from ..params import EncoderParams
-from ..spec import SPEC_VERSION
+from ..spec import SPEC_VERSION, spec_digest
 from .files import file_kind
 
 __all__ = ["FORMAT", "VERSION", "SpikeFile", "SpikeFileError", "spike_file_bytes"]
@@ -85,11 +85,6 @@ _HASH_READ = 1 << 23  # bytes hashed at a time
 
 def _hasher() -> Any:
     return hashlib.blake2b(digest_size=32)
-
-
-def _spec_digest(spec: Mapping[str, Any]) -> str:
-    """:meth:`EncodingSpec.digest <spike_encode.EncodingSpec.digest>` of an ``as_dict()``."""
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def spike_file_bytes(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> bytes:
@@ -426,9 +421,9 @@ def _header(path: Path, text: str) -> tuple[dict[str, Any], dict[str, Any], Enco
                 raise ValueError(f"{key} is {str(header[key])[:80]}")
     except (KeyError, TypeError, ValueError, ArithmeticError, RecursionError) as err:
         raise SpikeFileError(f"{path} has a damaged header ({type(err).__name__}: {str(err)[:300]})") from None
-    if _spec_digest(spec) != header["digest"]:
+    if spec_digest(spec) != header["digest"]:
         raise SpikeFileError(f"{path}: stored digest {str(header['digest'])[:64]} does not match its stored "
-                             f"encoding spec (digest {_spec_digest(spec)}); the file is damaged")
+                             f"encoding spec (digest {spec_digest(spec)}); the file is damaged")
     if header["num_steps"] != params.num_steps:
         raise SpikeFileError(f"{path}: header says {header['num_steps']} steps, its parameters give "
                              f"{params.num_steps}; the file is damaged")
