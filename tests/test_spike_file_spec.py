@@ -110,3 +110,11 @@ def test_an_older_version_gets_a_one_line_message(tmp_path, version):
         SpikeDataset(old)
     assert str(err.value) == (f"{old} is a version-{version} spike file, which this spike_encode no longer reads; "
                               "encode the dataset again with encode_dataset")
+
+
+def test_options_that_do_not_apply_to_the_items_format_are_refused(rgb):
+    path, _ = rgb
+    with pytest.raises(ValueError, match="output='events' does not take flatten=False"):
+        SpikeDataset(path, output="events", flatten=False)
+    with pytest.raises(ValueError, match="output='sparse' does not take time_first=True"):
+        SpikeDataset(path, time_first=True)
