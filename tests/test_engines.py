@@ -109,3 +109,87 @@ def test_long_step_by_step_runs_show_progress_and_short_ones_do_not(monkeypatch,
     monkeypatch.setattr(stepper, "PROGRESS_NEURON_STEPS", 100)
     ev = stepper.simulate_steps(currents, EncoderParams())
     assert "simulating steps" in capsys.readouterr().err and len(ev) == 10
+
+
+@pytest.fixture
+def torch_threads():
+    """Set torch's intra-op thread count for a test; restored afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("uint32_samples", [3, 0], ids=["uint32 keys, chunks of 3 samples", "int64 keys"])
+def test_a_batch_split_into_chunks_gives_the_step_loops_spikes(uint32_samples, monkeypatch, mnist_test, torch_threads):
+    from spike_encode.engines import parallel
+    from spike_encode.events import KeyLayout
+
+    torch_threads(2)
+    monkeypatch.setattr(parallel, "MIN_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(KeyLayout, "uint32_samples", property(lambda self: uint32_samples))
+    rng = np.random.default_rng(7)
+    for params in (EncoderParams(), random_params(rng), random_params(rng)):
+        images = mnist_test[0][rng.choice(10000, 20, replace=False)]
+        assert_same_spikes(normalised_currents(images.reshape(20, -1), params.input_scale), params)
+
+
+def test_two_threads_give_one_threads_spikes(mnist_test, torch_threads):
+    params = EncoderParams(lif=LIFParams(TauRefrac=2.0))  # neurons fire repeatedly
+    currents = normalised_currents(mnist_test[0][:1000].reshape(1000, -1), params.input_scale)
+    torch_threads(1)
+    one = simulate_exact(currents, params)
+    torch_threads(2)
+    two = simulate_exact(currents, params)
+    for name in ("sample", "step", "neuron"):
+        assert torch.equal(getattr(one, name), getattr(two, name)), name
+
+
+def test_chunks_cover_the_batch_one_per_thread_and_small_batches_stay_whole(torch_threads):
+    from spike_encode.engines.parallel import MIN_CHUNK_ELEMENTS, sample_chunks
+
+    torch_threads(2)
+    assert sample_chunks(1000, 784, 1 << 14) == [(0, 500), (500, 1000)]
+    assert sample_chunks(MIN_CHUNK_ELEMENTS // 784, 784, 1 << 14) == [(0, MIN_CHUNK_ELEMENTS // 784)]
+    assert sample_chunks(10, 784, 4) == [(0, 3), (3, 6), (6, 10)]  # none above 4 samples
+    torch_threads(1)
+    assert sample_chunks(1000, 784, 1 << 14) == [(0, 1000)]
+
+
+def test_chunks_run_on_the_pool_only_with_more_than_one_thread(torch_threads):
+    import threading
+
+    from spike_encode.engines.parallel import run_chunks
+
+    def name(_):
+        return threading.current_thread().name
+
+    torch_threads(1)  # as in a DataLoader worker
+    assert set(run_chunks(name, range(4))) == {threading.current_thread().name}
+    torch_threads(2)
+    names = run_chunks(name, range(4))
+    assert all(n.startswith("spike_encode") for n in names)
+
+
+def _encode_in_child(queue) -> None:
+    torch.set_num_threads(2)
+    # NumPy makes the currents: torch's own OpenMP threads may not survive a fork
+    rng = np.random.default_rng(0)
+    currents = rng.random((400, 784), dtype=np.float32) * (rng.random((400, 784)) < 0.2)
+    queue.put(len(simulate_exact(torch.from_numpy(currents.astype(np.float32)), EncoderParams())))
+
+
+@pytest.mark.slow
+def test_a_forked_child_encodes_on_threads_of_its_own(torch_threads):
+    import multiprocessing
+
+    torch_threads(2)
+    simulate_exact(torch.rand(400, 784), EncoderParams())  # the parent's pool exists before the fork
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_encode_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hangs: it waits on its parent's pool threads")
+    assert child.exitcode == 0 and queue.get(timeout=5) > 0
