@@ -12,12 +12,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 DEFAULT_DATA = os.environ.get("SPIKE_ENCODE_DATA", str(REPO.parent / "shared" / "data"))
 DEFAULT_GOLDEN = REPO.parent / "shared" / "golden" / "tutorial-test-0-10000.npz"
+if str(REPO) not in sys.path:  # measure this checkout's spike_encode, installed or not
+    sys.path.append(str(REPO))
 
 
 def median_rate(fn: Callable[[], object], items: int, repeats: int) -> tuple[float, list[float]]:
@@ -47,6 +50,7 @@ def machine() -> dict[str, object]:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
+        "numpy": numpy.__version__,
         "platform": platform.platform(),
     }
 

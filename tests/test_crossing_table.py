@@ -89,6 +89,7 @@ def test_buckets_answer_as_the_breakpoints_do_at_every_bucket_edge(params):
     assert table.buckets.code.dtype == (np.uint8 if params.num_steps < 255 else np.uint16)
 
 
+@pytest.mark.slow  # reads MNIST
 def test_buckets_settle_nearly_every_mnist_neuron(mnist_test):
     # the buckets, not searchsorted, must answer for the neurons of real images (speed)
     params = PARAMS[0]
@@ -114,6 +115,7 @@ def test_tensor_paths_match_the_ndarray_paths():
                        torch.from_numpy(recurrence(alpha, params)))
 
 
+@pytest.mark.slow  # reads MNIST
 def test_over_budget_bands_are_replayed_batch_by_batch(monkeypatch, mnist_test):
     params = EncoderParams(present_time_ms=25.0)  # a parameter set no other test tabulates
     monkeypatch.setattr(ct, "ENUMERATION_BUDGET", 0)

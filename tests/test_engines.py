@@ -13,6 +13,13 @@ from spike_encode.engines.torch_engine import first_crossings
 from spike_encode.inputs import normalised_currents
 
 
+def digit_like(n: int, seed: int) -> torch.Tensor:
+    """``n`` synthetic uint8 ``(1, 28, 28)`` images, four in five pixels dark, as MNIST's."""
+    rng = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(1, 256, (n, 1, 28, 28), generator=rng, dtype=torch.uint8)
+    return pixels * (torch.rand((n, 1, 28, 28), generator=rng) < 0.2)
+
+
 def assert_same_spikes(currents, params):
     fast, slow = simulate_exact(currents, params), simulate_steps(currents, params)
     assert fast.shape == slow.shape
@@ -36,6 +43,7 @@ def random_params(rng: np.random.Generator) -> EncoderParams:
     return EncoderParams(dt=dt, present_time_ms=dt * steps, input_scale=input_scale, lif=lif)
 
 
+@pytest.mark.slow  # reads MNIST
 @pytest.mark.parametrize("seed", range(12))
 def test_fast_engine_equals_step_loop_for_random_parameters(seed, mnist_test):
     rng = np.random.default_rng(seed)
@@ -80,6 +88,7 @@ def test_first_crossing_of_silent_and_saturated_neurons():
     assert index.tolist() == [3] and steps.tolist() == [1]
 
 
+@pytest.mark.slow  # reads MNIST
 @pytest.mark.parametrize("lif", [
     LIFParams(Vreset=-45.0, TauRefrac=1.0),   # reset above threshold: fires whenever refractoriness ends
     LIFParams(TauM=1e12),                      # ExpTC rounds to 1 in float32
@@ -90,6 +99,7 @@ def test_parameters_outside_the_closed_form_fall_back_to_stepping(lif, mnist_tes
     assert_same_spikes(currents, params)
 
 
+@pytest.mark.slow  # reads MNIST
 def test_neurons_without_input_fire_when_ioffset_drives_them(mnist_test):
     # Ioffset * Rmembrane = 30 mV drives every neuron, zero pixels included, to threshold in 81 steps
     params = EncoderParams(lif=LIFParams(Ioffset=0.3, TauRefrac=3.0))
@@ -120,7 +130,7 @@ def torch_threads():
 
 
 @pytest.mark.parametrize("uint32_samples", [3, 0], ids=["uint32 keys, chunks of 3 samples", "int64 keys"])
-def test_a_batch_split_into_chunks_gives_the_step_loops_spikes(uint32_samples, monkeypatch, mnist_test, torch_threads):
+def test_a_batch_split_into_chunks_gives_the_step_loops_spikes(uint32_samples, monkeypatch, torch_threads):
     from spike_encode.engines import parallel
     from spike_encode.events import KeyLayout
 
@@ -128,18 +138,19 @@ def test_a_batch_split_into_chunks_gives_the_step_loops_spikes(uint32_samples, m
     monkeypatch.setattr(parallel, "MIN_CHUNK_ELEMENTS", 1)
     monkeypatch.setattr(KeyLayout, "uint32_samples", property(lambda self: uint32_samples))
     rng = np.random.default_rng(7)
-    for params in (EncoderParams(), random_params(rng), random_params(rng)):
-        images = mnist_test[0][rng.choice(10000, 20, replace=False)]
+    for seed, params in enumerate((EncoderParams(), random_params(rng), random_params(rng))):
+        images = digit_like(20, seed)
         assert_same_spikes(normalised_currents(images.reshape(20, -1), params.input_scale), params)
 
 
-def test_two_threads_give_one_threads_spikes(mnist_test, torch_threads):
+def test_two_threads_give_one_threads_spikes(torch_threads):
     params = EncoderParams(lif=LIFParams(TauRefrac=2.0))  # neurons fire repeatedly
-    currents = normalised_currents(mnist_test[0][:1000].reshape(1000, -1), params.input_scale)
+    currents = normalised_currents(digit_like(1000, 0).reshape(1000, -1), params.input_scale)
     torch_threads(1)
     one = simulate_exact(currents, params)
     torch_threads(2)
     two = simulate_exact(currents, params)
+    assert len(one) > 100_000
     for name in ("sample", "step", "neuron"):
         assert torch.equal(getattr(one, name), getattr(two, name)), name
 
@@ -178,7 +189,7 @@ def _encode_in_child(queue) -> None:
     queue.put(len(simulate_exact(torch.from_numpy(currents.astype(np.float32)), EncoderParams())))
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # spawns a process
 def test_a_forked_child_encodes_on_threads_of_its_own(torch_threads):
     import multiprocessing
 

@@ -11,6 +11,8 @@ from spike_encode.formats import sparse_to_events
 
 from .conftest import GOLDEN_NAMES, load_golden, spike_keys
 
+pytestmark = pytest.mark.slow  # every test reads MNIST
+
 
 def encode_keys(enc: LatencyEncode, images: torch.Tensor, batch: int = 1000) -> np.ndarray:
     keys = []
