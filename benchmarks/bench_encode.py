@@ -15,7 +15,9 @@ Rows (MNIST test images in batches of ``--batch-size``, timed passes interleaved
 
 Dense rows encode ``--dense-images`` images and then read one byte in every 4 KiB page of
 the raster, as any consumer would: memory the kernel hands out lazily is paid for there.
-Each row also reports minor page faults per batch (``ru_minflt``). Also: the spikes of the
+Each row also reports minor page faults per batch (``ru_minflt``), and the run how many cores
+other processes kept busy meanwhile (on a shared machine, the figures mean little when
+that is not near 0). Also: the spikes of the
 one-thread and default-thread passes (identical, or the script fails), the differences
 against GeNN's golden file, output bytes per image, and the one-off time of constructing
 an encoder (making its crossing table) for each arithmetic.
@@ -37,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import DEFAULT_DATA, DEFAULT_GOLDEN, machine, save
+from common import DEFAULT_DATA, DEFAULT_GOLDEN, OtherLoad, machine, save
 from seed_loop import golden_difference, spike_keys
 from spike_encode import LatencyEncode
 from spike_encode.datasets import load_mnist
@@ -168,9 +170,10 @@ def main() -> None:
     for row in rows:  # warm-up
         row.time_once(1)
         row.times.clear(), row.faults.clear()
-    for _ in range(args.repeats):  # interleaved: a load spike hits every row alike
-        for row in rows:
-            row.time_once(batch_count[row.name.split("_")[0]])
+    with OtherLoad() as load:
+        for _ in range(args.repeats):  # interleaved: a load spike hits every row alike
+            for row in rows:
+                row.time_once(batch_count[row.name.split("_")[0]])
     torch.set_num_threads(args.threads)
 
     results = {row.name: row.result() for row in rows}
@@ -182,6 +185,7 @@ def main() -> None:
         "script": "benchmarks/bench_encode.py",
         "machine": machine(),
         "load_average_start_end": [load_start, os.getloadavg()],
+        "other_processes_cores": load.cores,
         "device": args.device,
         "batch_size": bs,
         "repeats": args.repeats,
@@ -196,7 +200,9 @@ def main() -> None:
         "dense_float32_bytes_per_image": sparse.num_steps * 784 * 4,
         "encoder_construction_s": table_s,
     }
-    print(f"{args.device}, batches of {bs}, median of {args.repeats} interleaved passes:")
+    busy = "?" if load.cores is None else f"{load.cores:.2f}"
+    print(f"{args.device}, batches of {bs}, median of {args.repeats} interleaved passes "
+          f"(other processes kept {busy} of {os.cpu_count()} cores busy meanwhile):")
     for name, r in results.items():
         print(f"  {name:24s} {r['images_per_s']:>10,.0f} images/s  ({r['images']} images, {r['threads']} thread(s), "
               f"{r['page_faults_per_batch']:,} page faults per batch)")

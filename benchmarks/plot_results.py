@@ -115,9 +115,7 @@ def plot_throughput(payload: dict, path: Path) -> Path:
     if note:
         fig.text(0.01, 0.005, note, fontsize=7, va="bottom", color="#555555")
     fig.tight_layout(rect=(0, 0.02 + 0.025 * (note.count("\n") + 1) if note else 0, 1, 1))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_bytes(payload: dict, path: Path) -> Path:
@@ -151,6 +149,12 @@ def plot_bytes(payload: dict, path: Path) -> Path:
     ax2.set_xlim(min(peak) / 2, max(peak) * 40)
     fig.suptitle("Latency encoding of MNIST: output size and memory\n" + subtitle(payload), fontsize=9)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -210,9 +214,7 @@ def plot_encode(payload: dict, path: Path) -> Path:
     ax.set_xlim(min(rates) / 2, max(rates) * 30)
     ax.set_title("spike_encode torch engine: MNIST throughput\n" + encode_subtitle(payload), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def main() -> None:

@@ -169,16 +169,21 @@ def test_chunks_cover_the_batch_one_per_thread_and_small_batches_stay_whole(torc
 def test_chunks_run_on_the_pool_only_with_more_than_one_thread(torch_threads):
     import threading
 
-    from spike_encode.engines.parallel import run_chunks
+    from spike_encode.engines.parallel import run_in_two_rounds
 
-    def name(_):
-        return threading.current_thread().name
-
-    torch_threads(1)  # as in a DataLoader worker
-    assert set(run_chunks(name, range(4))) == {threading.current_thread().name}
-    torch_threads(2)
-    names = run_chunks(name, range(4))
-    assert all(n.startswith("spike_encode") for n in names)
+    here = threading.current_thread().name
+    for threads in (1, 2):  # 1: as in a DataLoader worker
+        torch_threads(threads)
+        names, seen, done = [], [], []
+        run_in_two_rounds(lambda i: names.append((i, threading.current_thread().name)) or i * i,
+                          seen.extend, lambda i: done.append((i, list(seen))), 4)
+        assert sorted(seen) == [0, 1, 4, 9]  # every first-round result, once
+        assert sorted(i for i, _ in done) == [0, 1, 2, 3] and all(s == [0, 1, 4, 9] for _, s in done)
+        threads_used = {name for _, name in names}
+        if threads == 1:
+            assert threads_used == {here}
+        else:  # thread k takes chunks k, k + 2
+            assert dict(names)[0] == dict(names)[2] == here and dict(names)[1].startswith("spike_encode")
 
 
 def _encode_in_child(queue) -> None:
@@ -204,3 +209,22 @@ def test_a_forked_child_encodes_on_threads_of_its_own(torch_threads):
         child.kill()
         pytest.fail("the forked child hangs: it waits on its parent's pool threads")
     assert child.exitcode == 0 and queue.get(timeout=5) > 0
+
+
+@pytest.mark.parametrize("where", ["first round, this thread", "first round, pool thread", "between",
+                                   "second round"])
+def test_an_error_in_a_chunk_reaches_the_caller(where, torch_threads):
+    from spike_encode.engines.parallel import run_in_two_rounds
+
+    def fail(at):
+        def step(*_):
+            if at:
+                raise ValueError(f"failed in the {where}")
+        return step
+
+    torch_threads(2)
+    rounds = [lambda i: fail(where == "first round, this thread" and i == 0 or
+                             where == "first round, pool thread" and i == 1)(),
+              fail(where == "between"), fail(where == "second round")]
+    with pytest.raises(ValueError, match=f"failed in the {where}"):
+        run_in_two_rounds(*rounds, 4)

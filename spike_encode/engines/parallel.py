@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
 
-__all__ = ["MIN_CHUNK_ELEMENTS", "sample_chunks", "run_chunks"]
+__all__ = ["MIN_CHUNK_ELEMENTS", "sample_chunks", "run_in_two_rounds"]
 
-T = TypeVar("T")
 R = TypeVar("R")
 
 MIN_CHUNK_ELEMENTS = 100_000
@@ -50,12 +49,45 @@ def sample_chunks(batch_size: int, num_neurons: int, max_samples: int) -> list[t
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
-def run_chunks(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """``[fn(item) for item in items]``, on up to ``torch.get_num_threads()`` threads."""
-    threads = min(torch.get_num_threads(), len(items))
+def run_in_two_rounds(first: Callable[[int], R], between: Callable[[list[R]], None],
+                      second: Callable[[int], None], count: int) -> None:
+    """``first(i)`` for ``i`` in ``range(count)``; once all are done, ``between`` of their
+    results; then ``second(i)`` for every ``i``.
+
+    On up to ``torch.get_num_threads()`` threads, this one included: thread ``k`` takes
+    ``i = k, k + threads, ...`` in both rounds, with one hand-off to the pool and a barrier
+    between the rounds (where ``between`` runs). The first error raised reaches the caller.
+    """
+    threads = min(torch.get_num_threads(), count)
     if threads <= 1:
-        return [fn(item) for item in items]
-    return list(_executor(threads).map(fn, items))
+        between([first(i) for i in range(count)])
+        for i in range(count):
+            second(i)
+        return
+    results: list[R] = [None] * count  # type: ignore[list-item]
+    barrier = threading.Barrier(threads, action=lambda: between(results))
+
+    def work(k: int) -> None:
+        try:
+            for i in range(k, count, threads):
+                results[i] = first(i)
+            barrier.wait()
+            for i in range(k, count, threads):
+                second(i)
+        except BaseException:
+            barrier.abort()  # the others stop waiting
+            raise
+
+    helpers = [_executor(threads - 1).submit(work, k) for k in range(1, threads)]
+    errors = []
+    for run in (lambda: work(0), *(helper.result for helper in helpers)):
+        try:
+            run()
+        except BaseException as err:  # noqa: BLE001 - re-raised below
+            errors.append(err)
+    first_cause = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)] or errors
+    if first_cause:
+        raise first_cause[0]
 
 
 def _executor(threads: int) -> ThreadPoolExecutor:

@@ -21,7 +21,7 @@ from ..params import EncoderParams
 from ..events import KeyLayout, SpikeEvents
 from .crossing_table import UNKNOWN, crossing_table, replay_first_crossing
 from .lif import ArrayT, LIFConstants, lif_alpha
-from .parallel import run_chunks, sample_chunks
+from .parallel import run_in_two_rounds, sample_chunks
 from .stepper import simulate_steps
 
 __all__ = ["simulate_exact", "first_crossings", "prepare"]
@@ -136,25 +136,30 @@ def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents
 
 def _simulate_numpy(currents: np.ndarray, params: EncoderParams) -> SpikeEvents:
     """:func:`simulate_exact` of a ``(B, N)`` float32 array: each chunk of samples packs its
-    spikes into sorted :class:`KeyLayout` keys (``uint32`` where they fit), then unpacks them
-    into its slice of the batch's int64 events."""
+    spikes into sorted :class:`KeyLayout` keys (``uint32`` where they fit); once every chunk
+    has its keys (and so its place in the batch), each unpacks them into its slice of the
+    batch's int64 events."""
     batch, neurons = currents.shape
     layout = KeyLayout(params.num_steps, neurons)
     c = LIFConstants.build(params, "cpu").numpy()
+    chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch)
+    keys: list[np.ndarray] = []
+    fields: list[np.ndarray] = []
+    starts: list[int] = []
 
-    def chunk_keys(chunk: tuple[int, int]) -> np.ndarray:
-        where, k1 = _spikes(currents[chunk[0] : chunk[1]].reshape(-1), params, c)
+    def chunk_keys(i: int) -> np.ndarray:
+        where, k1 = _spikes(currents[chunks[i][0] : chunks[i][1]].reshape(-1), params, c)
         sample = where // neurons
         return layout.sorted_keys(sample, k1, where - sample * neurons)
 
-    chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch)
-    keys = run_chunks(chunk_keys, chunks)
-    starts = np.cumsum([0, *(len(k) for k in keys)]).tolist()
-    fields = [np.empty(starts[-1], dtype=np.int64) for _ in range(3)]
+    def allocate(parts: list[np.ndarray]) -> None:
+        keys.extend(parts)
+        starts.extend(np.cumsum([0, *(len(k) for k in keys)]).tolist())
+        fields.extend(np.empty(starts[-1], dtype=np.int64) for _ in range(3))
 
     def unpack(i: int) -> None:
         part = slice(starts[i], starts[i + 1])
         layout.unpack(keys[i], chunks[i][0], *(f[part] for f in fields))
 
-    run_chunks(unpack, range(len(chunks)))
+    run_in_two_rounds(chunk_keys, allocate, unpack, len(chunks))
     return SpikeEvents(*(torch.from_numpy(f) for f in fields), batch, params.num_steps, neurons)
