@@ -142,3 +142,34 @@ def test_the_encoder_makes_its_table_when_it_is_constructed():
     assert ct.crossing_table.cache_info().misses == before + 1
     ct.crossing_table(params)
     assert ct.crossing_table.cache_info().misses == before + 1  # already made
+
+
+def test_alpha_inf_is_looked_up_even_when_finite_alphas_share_its_bucket():
+    # Vreset = -2e38: u = alpha - Vreset overflows to inf for finite alphas too, and with a
+    # breakpoint right below the overflow, the bucket above it holds both those finite alphas
+    # (step 1) and alpha = inf (another piece): it must be looked up
+    v0 = np.float32(-2e38)
+    with np.errstate(over="ignore"):
+        last_finite = np.float32(np.finfo(np.float32).max + np.float64(v0))  # the last alpha with finite u
+        while np.isinf(last_finite - v0):
+            last_finite = np.nextafter(last_finite, np.float32(0))
+        bounds = np.float32([1.0, np.nextafter(last_finite, np.float32(0)), np.inf])
+        steps = np.array([9, 5, 1, ct.UNKNOWN])
+        buckets = ct.Buckets.build(bounds, steps, v0)
+        alpha = np.float32([np.inf, np.nan, last_finite, 3e38, 1e38, 0.5])
+        codes = buckets.codes(alpha - v0)
+    plain = steps[np.searchsorted(bounds, alpha, side="right")]
+    assert codes[0] == codes[1] == 0  # inf and NaN: looked up
+    assert all(c in (0, p) for c, p in zip(codes, plain)), (codes, plain)
+
+
+@pytest.mark.parametrize("lif", [LIFParams(Vrest=0.0, Vreset=0.0, Vthresh=10.0),
+                                 LIFParams(Vrest=-1e3, Vreset=-1e3, Vthresh=-990.0)],
+                         ids=["Vreset 0", "Vreset -1000"])
+def test_buckets_are_exact_whatever_vreset(lif):
+    params = EncoderParams(lif=lif)
+    table = ct.crossing_table(params)
+    v0 = np.float32(lif.Vreset)
+    alpha = np.concatenate([around_bucket_edges(table, ulps=2), around_breakpoints(table, ulps=2),
+                            ct._floats(ct._keys(v0) + np.arange(-3, 4)), np.float32([-0.0, 0.0])])
+    assert np.array_equal(table.lookup(alpha), plain_lookup(table, alpha))

@@ -159,6 +159,7 @@ def _on_device(table: CrossingTable, device: torch.device) -> tuple[torch.Tensor
     return torch.from_numpy(table.bounds).to(device), torch.from_numpy(table.steps).to(device)
 
 
+_INF_BITS = 0x7F800000  # float32 +inf's bits as an int32; NaN's are larger
 _BUCKETS_MAX = 1 << 16
 """Most buckets of a table's CPU index (64 KB of uint8 codes for windows of up to 254 steps)."""
 
@@ -172,8 +173,8 @@ class Buckets:
     ``u`` rises with ``alpha`` (rounding is monotone), so each bucket holds the float32
     ``alpha`` of one interval, found exactly when the table is made; where that interval
     lies in one piece of the table, the bucket holds its step code, else 0 (look it up).
-    Bucket 0 takes everything below the first breakpoint's bucket (``u <= 0`` included),
-    the last everything above the last one's (``inf`` and NaN too; always 0).
+    Bucket 0 takes everything below the first breakpoint's bucket (``u < 0`` included),
+    the last everything above the last one's; ``u = inf`` and NaN always get 0.
 
     Attributes:
         shift: bits of ``u`` dropped.
@@ -214,7 +215,10 @@ class Buckets:
         piece_lo = np.searchsorted(bounds, _floats(start[:-1]), side="right")
         piece_hi = np.searchsorted(bounds, _floats(np.maximum(start[1:] - 1, start[:-1])), side="right")
         code = np.where(piece_lo == piece_hi, steps[piece_lo], UNKNOWN)
-        code = np.append(code, UNKNOWN)  # above the last edge: inf and NaN, always looked up
+        code = np.append(code, UNKNOWN)  # above the last edge, always looked up
+        # u = inf starts a bucket (its bits end in zeros) that alpha = inf shares with the finite
+        # alphas whose u overflows (Vreset far below 0): looked up too, as NaN
+        code[max(0, (_INF_BITS >> shift) - base):] = UNKNOWN
         dtype = np.uint8 if code.max() <= 255 else np.uint16 if code.max() <= 65535 else np.uint32
         return cls(shift=shift, base=base, code=code.astype(dtype))
 
