@@ -1,43 +1,107 @@
-"""Throughput of the exact torch engine next to the straightforward float32 step loop.
+"""Throughput of the exact torch engine: one thread, torch's default threads, dense rasters,
+next to the straightforward float32 step loop, all in one run.
 
-Encodes the 10,000 MNIST test images to sparse output with ``LatencyEncode(backend="torch")``
-and, in the same run, a subset with the straightforward loop (every neuron, every step,
-batches of 1000): images/s for both and their ratio, plus output bytes per image, and the
-one-off time of constructing an encoder (making its crossing table) for each arithmetic.
+Rows (MNIST test images in batches of ``--batch-size``, timed passes interleaved row by row
+``--repeats`` times after a warm-up pass, medians reported):
 
-    python benchmarks/bench_encode.py [--data-root DIR] [--device cpu|cuda] [--quick]
+- ``sparse_1_thread``: ``LatencyEncode(backend="torch", output="sparse")`` over the 10,000
+  test images (``--images``) with ``torch.set_num_threads(1)``;
+- ``sparse_default_threads``: the same with torch's default thread count (``--threads``);
+- ``dense_transform``: ``LatencyEncode(output="dense")`` (float32) as the transform renders it;
+- ``dense_raster_fresh``: the engine's events through ``spike_encode.rasters.dense_raster``,
+  a fresh raster per batch;
+- ``dense_raster_out``: the same into one reused ``out=`` buffer;
+- ``step_loop``: the float32 loop over every neuron and step (``--baseline-images``).
+
+Dense rows encode ``--dense-images`` images and then read one byte in every 4 KiB page of
+the raster, as any consumer would: memory the kernel hands out lazily is paid for there.
+Each row also reports minor page faults per batch (``ru_minflt``), and the run how many cores
+other processes kept busy meanwhile (on a shared machine, the figures mean little when
+that is not near 0). Also: the spikes of the
+one-thread and default-thread passes (identical, or the script fails), the differences
+against GeNN's golden file, output bytes per image, and the one-off time of constructing
+an encoder (making its crossing table) for each arithmetic.
+
+    python benchmarks/bench_encode.py [--data-root DIR] [--device cpu|cuda] [--threads N] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
+import statistics
 import time
+from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import torch
 
-from common import DEFAULT_DATA, machine, median_rate, save
+from common import DEFAULT_DATA, DEFAULT_GOLDEN, OtherLoad, machine, save
+from seed_loop import golden_difference, spike_keys
 from spike_encode import LatencyEncode
-from spike_encode.engines import simulate_steps
-from spike_encode.engines.crossing_table import crossing_table
-from spike_encode.inputs import normalised_currents
 from spike_encode.datasets import load_mnist
+from spike_encode.engines import simulate_exact, simulate_steps
+from spike_encode.engines.crossing_table import crossing_table
+from spike_encode.formats import sparse_to_events
+from spike_encode.inputs import input_currents, normalised_currents
 from spike_encode.params import ARITHMETICS
+from spike_encode.rasters import dense_raster
+
+
+class Row:
+    """One timed configuration: ``run()`` encodes its images once; ``threads`` while it runs."""
+
+    def __init__(self, name: str, images: int, threads: int, run: Callable[[], object]):
+        self.name, self.images, self.threads, self.run = name, images, threads, run
+        self.times: list[float] = []
+        self.faults: list[int] = []
+
+    def time_once(self, batches: int) -> None:
+        torch.set_num_threads(self.threads)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        start = time.perf_counter()
+        self.run()
+        self.times.append(time.perf_counter() - start)
+        self.faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) // max(1, batches))
+
+    def result(self) -> dict[str, object]:
+        return {"images": self.images, "threads": self.threads,
+                "images_per_s": self.images / statistics.median(self.times),
+                "timings_s": self.times, "page_faults_per_batch": statistics.median(self.faults)}
+
+
+def touch_pages(raster: torch.Tensor) -> None:
+    """Read one element per 4 KiB page (the kernel maps pages on first touch)."""
+    step = max(1, 4096 // raster.element_size())
+    raster.view(-1)[::step].sum()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=DEFAULT_DATA)
+    parser.add_argument("--golden", default=str(DEFAULT_GOLDEN))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--baseline-images", type=int, default=2000, help="images for the slow loop")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and baseline images")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="the multi-threaded rows' threads (default: torch's default, %(default)s here)")
+    parser.add_argument("--images", type=int, default=10000, help="test images for the sparse rows")
+    parser.add_argument("--dense-images", type=int, help="images for the dense rows (default 3000; quick 1000)")
+    parser.add_argument("--baseline-images", type=int, help="images for the slow loop (default 2000; quick 500)")
+    parser.add_argument("--repeats", type=int, help="timed passes per row (default 9; quick 3)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and images")
+    parser.add_argument("--out", help="JSON path (default benchmarks/results/encode-<device>[-quick].json)")
     args = parser.parse_args()
-    if args.quick:
-        args.repeats, args.baseline_images = 3, 1000
+    args.repeats = args.repeats or (3 if args.quick else 9)
+    args.dense_images = min(args.images, args.dense_images or (1000 if args.quick else 3000))
+    args.baseline_images = min(args.images, args.baseline_images or (500 if args.quick else 2000))
+    load_start = os.getloadavg()
 
     images, _ = load_mnist(args.data_root, train=False)
-    images = images.to(args.device)
+    images = images[: args.images].to(args.device)
+    cuda = images.is_cuda
     # the one-off cost of an encoder: making its crossing table (once per parameter set)
     table_s = {}
     for arithmetic in ARITHMETICS:
@@ -45,53 +109,115 @@ def main() -> None:
         start = time.perf_counter()
         LatencyEncode(backend="torch", device=args.device, arithmetic=arithmetic)
         table_s[arithmetic] = time.perf_counter() - start
-    enc = LatencyEncode(backend="torch", device=args.device)
+    sparse = LatencyEncode(backend="torch", device=args.device)
+    dense = LatencyEncode(backend="torch", device=args.device, output="dense")
     bs = args.batch_size
+    batches = [images[i : i + bs] for i in range(0, len(images), bs)]
+    dense_batches = [images[i : i + bs] for i in range(0, args.dense_images, bs)]
+    buffer = torch.empty((len(dense_batches[0]), sparse.num_steps, 784), device=args.device)
 
-    def encode_all() -> list[torch.Tensor]:
-        out = [enc(images[i : i + bs]) for i in range(0, len(images), bs)]
-        if images.is_cuda:
+    def sync() -> None:
+        if cuda:
             torch.cuda.synchronize()
+
+    def encode_sparse() -> list[torch.Tensor]:
+        out = [sparse(b) for b in batches]
+        sync()
         return out
 
-    def baseline() -> None:
-        for i in range(0, args.baseline_images, 1000):
-            currents = normalised_currents(images[i : i + 1000].reshape(-1, 784), enc.params.input_scale)
-            simulate_steps(currents, enc.params)
-        if images.is_cuda:
-            torch.cuda.synchronize()
+    def dense_via_transform() -> None:
+        for b in dense_batches:
+            touch_pages(dense(b))
+        sync()
 
-    rate, times = median_rate(encode_all, len(images), args.repeats)
-    base_rate, base_times = median_rate(baseline, args.baseline_images, max(1, args.repeats // 3))
-    batches = encode_all()
-    nnz = sum(b._nnz() for b in batches)
+    def dense_via_raster(reuse: bool) -> None:
+        for b in dense_batches:
+            events = simulate_exact(input_currents(b, sparse.spec), sparse.params)
+            out = buffer[: len(b)] if reuse else None
+            touch_pages(dense_raster(events, time_first=False, dtype=torch.float32, out=out))
+        sync()
+
+    def baseline() -> None:
+        for i in range(0, args.baseline_images, bs):
+            simulate_steps(normalised_currents(images[i : i + bs].reshape(-1, 784), sparse.params.input_scale),
+                           sparse.params)
+        sync()
+
+    n_dense = sum(len(b) for b in dense_batches)
+    rows = [
+        Row("sparse_1_thread", len(images), 1, encode_sparse),
+        Row("sparse_default_threads", len(images), args.threads, encode_sparse),
+        Row("dense_transform", n_dense, args.threads, dense_via_transform),
+        Row("dense_raster_fresh", n_dense, args.threads, lambda: dense_via_raster(False)),
+        Row("dense_raster_out", n_dense, args.threads, lambda: dense_via_raster(True)),
+        Row("step_loop", args.baseline_images, args.threads, baseline),
+    ]
+    batch_count = {"sparse": len(batches), "dense": len(dense_batches), "step": -(-args.baseline_images // bs)}
+
+    # untimed: the spikes of one thread and of several, and against GeNN's golden file
+    torch.set_num_threads(1)
+    one = encode_sparse()
+    torch.set_num_threads(args.threads)
+    several = encode_sparse()
+    same = all(torch.equal(a.indices(), b.indices()) for a, b in zip(one, several))
+    if not same:
+        raise SystemExit("the one-thread and multi-thread passes gave different spikes")
+    events = [sparse_to_events(b.cpu()) for b in several]
+    keys = np.concatenate([spike_keys(ev.sample.numpy() + i * bs, ev.step.numpy(), ev.neuron.numpy(), ev.num_steps)
+                           for i, ev in enumerate(events)])
+    golden = golden_difference(keys, len(images), sparse.num_steps, args.golden)
+
+    for row in rows:  # warm-up
+        row.time_once(1)
+        row.times.clear(), row.faults.clear()
+    with OtherLoad() as load:
+        for _ in range(args.repeats):  # interleaved: a load spike hits every row alike
+            for row in rows:
+                row.time_once(batch_count[row.name.split("_")[0]])
+    torch.set_num_threads(args.threads)
+
+    results = {row.name: row.result() for row in rows}
+    rate = {name: r["images_per_s"] for name, r in results.items()}
+    nnz = sum(len(ev) for ev in events)
     sparse_bytes = sum(b.indices().numel() * b.indices().element_size() + b.values().numel() * b.values().element_size()
-                       for b in batches) / len(images)
-    dense_bytes = enc.num_steps * 784 * 4
+                       for b in several) / len(images)
     result = {
         "script": "benchmarks/bench_encode.py",
         "machine": machine(),
+        "load_average_start_end": [load_start, os.getloadavg()],
+        "other_processes_cores": load.cores,
         "device": args.device,
         "batch_size": bs,
-        "images": len(images),
-        "torch_engine_images_per_s": rate,
-        "step_loop_images_per_s": base_rate,
-        "speedup": rate / base_rate,
+        "repeats": args.repeats,
+        "rows": results,
+        "threads_speedup": rate["sparse_default_threads"] / rate["sparse_1_thread"],
+        "speedup_over_step_loop": rate["sparse_default_threads"] / rate["step_loop"],
+        "dense_out_over_fresh": rate["dense_raster_out"] / rate["dense_raster_fresh"],
+        "same_spikes_one_and_default_threads": same,
+        "golden": golden,
         "spikes_per_image": nnz / len(images),
         "sparse_bytes_per_image": sparse_bytes,
-        "dense_float32_bytes_per_image": dense_bytes,
+        "dense_float32_bytes_per_image": sparse.num_steps * 784 * 4,
         "encoder_construction_s": table_s,
-        "timings_s": {"torch_engine": times, "step_loop": base_times},
     }
-    print(f"torch engine ({args.device}, batches of {bs}): {rate:,.0f} images/s "
-          f"(median of {args.repeats} runs over {len(images)} images)")
-    print(f"float32 step loop (batches of 1000):   {base_rate:,.0f} images/s "
-          f"({args.baseline_images} images)  -> {rate / base_rate:.1f}x")
+    busy = "?" if load.cores is None else f"{load.cores:.2f}"
+    print(f"{args.device}, batches of {bs}, median of {args.repeats} interleaved passes "
+          f"(other processes kept {busy} of {os.cpu_count()} cores busy meanwhile):")
+    for name, r in results.items():
+        print(f"  {name:24s} {r['images_per_s']:>10,.0f} images/s  ({r['images']} images, {r['threads']} thread(s), "
+              f"{r['page_faults_per_batch']:,} page faults per batch)")
+    print(f"default threads ({args.threads}) / one thread: {result['threads_speedup']:.2f}x; "
+          f"over the step loop: {result['speedup_over_step_loop']:.0f}x; "
+          f"dense out= / fresh: {result['dense_out_over_fresh']:.2f}x")
+    print(f"spikes: identical at 1 and {args.threads} threads; against GeNN's golden file: "
+          f"{golden.get('differing', 'n/a')} differing")
     print(f"sparse output: {sparse_bytes / 1024:.2f} KiB/image ({nnz / len(images):.1f} spikes); "
-          f"dense float32 (T, N) raster: {dense_bytes / 1024:.0f} KiB/image")
+          f"dense float32 (T, N) raster: {result['dense_float32_bytes_per_image'] / 1024:.0f} KiB/image")
     print("constructing an encoder (its crossing table): "
           + ", ".join(f"{seconds:.2f} s with arithmetic={name!r}" for name, seconds in table_s.items()))
-    print("saved", save(f"encode-{args.device}" + ("-quick" if args.quick else ""), result))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print("saved", args.out or save(f"encode-{args.device}" + ("-quick" if args.quick else ""), result))
 
 
 if __name__ == "__main__":

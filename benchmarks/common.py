@@ -6,18 +6,22 @@ import datetime
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 DEFAULT_DATA = os.environ.get("SPIKE_ENCODE_DATA", str(REPO.parent / "shared" / "data"))
 DEFAULT_GOLDEN = REPO.parent / "shared" / "golden" / "tutorial-test-0-10000.npz"
+if str(REPO) not in sys.path:  # measure this checkout's spike_encode, installed or not
+    sys.path.append(str(REPO))
 
 
 def median_rate(fn: Callable[[], object], items: int, repeats: int) -> tuple[float, list[float]]:
@@ -29,6 +33,36 @@ def median_rate(fn: Callable[[], object], items: int, repeats: int) -> tuple[flo
         fn()
         times.append(time.perf_counter() - start)
     return items / statistics.median(times), times
+
+
+class OtherLoad:
+    """How busy other processes kept the machine while the ``with`` block ran: the average
+    number of cores they used (``/proc/stat`` busy time minus this process's CPU time, per
+    second of wall time). ``None`` where ``/proc/stat`` is missing."""
+
+    @staticmethod
+    def _busy_s() -> float | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except OSError:
+            return None
+        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle, iowait
+
+    @staticmethod
+    def _own_s() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def __enter__(self) -> "OtherLoad":
+        self.start = (time.perf_counter(), self._busy_s(), self._own_s())
+        self.cores: float | None = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall, busy, own = time.perf_counter(), self._busy_s(), self._own_s()
+        if busy is not None and self.start[1] is not None:
+            self.cores = max(0.0, (busy - self.start[1]) - (own - self.start[2])) / (wall - self.start[0])
 
 
 def machine() -> dict[str, object]:
@@ -47,6 +81,7 @@ def machine() -> dict[str, object]:
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
+        "numpy": numpy.__version__,
         "platform": platform.platform(),
     }
 

@@ -1,13 +1,17 @@
-"""Render bench_peers.py results (JSON) as PNG charts, and print them as a Markdown table.
+"""Render bench_peers.py and bench_encode.py results (JSON) as PNG charts, and print them
+as Markdown tables.
 
-For each JSON file (default: every ``benchmarks/results/peers-*.json`` that is not a quick
-run) it writes, beside it:
+For each JSON file (default: every ``benchmarks/results/peers-*.json`` and
+``encode-*.json`` that is not a quick run) it writes, beside it:
 
-- ``<name>-throughput.png``: images/s per encoder, log scale, with the ratio to the float32
-  step loop measured in the same run;
-- ``<name>-bytes.png``: output bytes per image and extra peak memory per batch, log scale.
+- peers: ``<name>-throughput.png``: images/s per encoder, log scale, with the ratio to the
+  float32 step loop measured in the same run; ``<name>-bytes.png``: output bytes per image
+  and extra peak memory per batch, log scale;
+- encode: ``<name>.png``: images/s of each bench_encode row (threads, dense rasters fresh
+  and reused, the step loop), log scale, with the ratio to the step loop of the same run.
 
-    python benchmarks/plot_results.py [results/peers-cpu.json ...] [--out-dir DIR] [--markdown]
+    python benchmarks/plot_results.py [results/peers-cpu.json results/encode-cpu.json ...]
+                                      [--out-dir DIR] [--markdown]
 """
 
 from __future__ import annotations
@@ -111,9 +115,7 @@ def plot_throughput(payload: dict, path: Path) -> Path:
     if note:
         fig.text(0.01, 0.005, note, fontsize=7, va="bottom", color="#555555")
     fig.tight_layout(rect=(0, 0.02 + 0.025 * (note.count("\n") + 1) if note else 0, 1, 1))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_bytes(payload: dict, path: Path) -> Path:
@@ -147,9 +149,72 @@ def plot_bytes(payload: dict, path: Path) -> Path:
     ax2.set_xlim(min(peak) / 2, max(peak) * 40)
     fig.suptitle("Latency encoding of MNIST: output size and memory\n" + subtitle(payload), fontsize=9)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+ENCODE_LABELS = {
+    "sparse_1_thread": "sparse, 1 thread",
+    "sparse_default_threads": "sparse, {threads} threads",
+    "dense_transform": "dense float32, LatencyEncode(output='dense')",
+    "dense_raster_fresh": "dense float32, dense_raster (fresh)",
+    "dense_raster_out": "dense float32, dense_raster(out=) (reused)",
+    "step_loop": "float32 step loop, {threads} threads (baseline)",
+}
+
+
+def encode_rows(payload: dict) -> list[tuple[str, dict]]:
+    """bench_encode.py's rows as ``(label, row)``, in the script's order."""
+    return [(ENCODE_LABELS.get(name, name).format(threads=row["threads"]), row) for name, row in payload["rows"].items()]
+
+
+def encode_subtitle(payload: dict) -> str:
+    m = payload["machine"]
+    where = m["gpu"] if payload["device"] != "cpu" else f"{m['cpu']}, {m['cores']} cores"
+    return (f"{where} — torch {m['torch']}, numpy {m.get('numpy', '?')}, {m['date'][:10]}\nMNIST test images, "
+            f"batches of {payload['batch_size']}, median of {payload['repeats']} interleaved passes")
+
+
+def encode_markdown(payload: dict) -> str:
+    """bench_encode.py's results as a Markdown table."""
+    base = payload["rows"]["step_loop"]["images_per_s"]
+    lines = ["| row | images | threads | images/s | × step loop | page faults / batch |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for text, row in encode_rows(payload):
+        lines.append(f"| {text} | {row['images']:,} | {row['threads']} | {row['images_per_s']:,.0f} | "
+                     f"{row['images_per_s'] / base:,.1f}× | {row['page_faults_per_batch']:,} |")
+    return "\n".join(lines)
+
+
+def plot_encode(payload: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = encode_rows(payload)
+    base = payload["rows"]["step_loop"]["images_per_s"]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
+    y = list(range(len(rows)))[::-1]
+    rates = [r["images_per_s"] for _, r in rows]
+    colours = [COLOURS["step_loop"] if name == "step_loop" else COLOURS["spike_encode"] for name in payload["rows"]]
+    ax.barh(y, rates, color=colours)
+    ax.set_xscale("log")
+    ax.set_yticks(y, [text for text, _ in rows], fontsize=9)
+    ax.set_xlabel("images / s (log scale; median of interleaved passes)")
+    for i, rate in zip(y, rates):
+        ax.text(rate, i, f" {rate:,.0f}  ({rate / base:,.1f}× step loop)", va="center", fontsize=8)
+    ax.set_xlim(min(rates) / 2, max(rates) * 30)
+    ax.set_title("spike_encode torch engine: MNIST throughput\n" + encode_subtitle(payload), fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
 
 
 def main() -> None:
@@ -158,18 +223,25 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, help="where to write the PNGs (default: beside each JSON)")
     parser.add_argument("--markdown", action="store_true", help="also print each file as a Markdown table")
     args = parser.parse_args()
-    files = args.files or sorted(p for p in (HERE / "results").glob("peers-*.json") if "quick" not in p.name)
+    files = args.files or sorted(p for pattern in ("peers-*.json", "encode-*.json")
+                                 for p in (HERE / "results").glob(pattern) if "quick" not in p.name)
     if not files:
-        parser.error("no results: run benchmarks/bench_peers.py first, or name JSON files")
+        parser.error("no results: run benchmarks/bench_peers.py or bench_encode.py first, or name JSON files")
     for f in files:
         payload = json.loads(f.read_text())
         out_dir = args.out_dir or f.parent
         out_dir.mkdir(parents=True, exist_ok=True)
-        for p in (plot_throughput(payload, out_dir / f"{f.stem}-throughput.png"),
-                  plot_bytes(payload, out_dir / f"{f.stem}-bytes.png")):
+        if payload.get("script") == "benchmarks/bench_encode.py":
+            plots = [plot_encode(payload, out_dir / f"{f.stem}.png")]
+            table, title = encode_markdown(payload), encode_subtitle(payload)
+        else:
+            plots = [plot_throughput(payload, out_dir / f"{f.stem}-throughput.png"),
+                     plot_bytes(payload, out_dir / f"{f.stem}-bytes.png")]
+            table, title = markdown_table(payload), subtitle(payload)
+        for p in plots:
             print(f"wrote {p} ({p.stat().st_size / 1024:.0f} KiB)")
         if args.markdown:
-            print(f"\n{f.name}: {subtitle(payload)}\n\n{markdown_table(payload)}\n")
+            print(f"\n{f.name}: {title}\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ def bench_modules():
         sys.path.remove(str(BENCH))
 
 
+@pytest.mark.slow
 def test_idx_loader_gives_torchvision_pixels(bench_modules, mnist_test, data_root):
     _, seed_loop = bench_modules
     images = seed_loop.load_mnist_idx(data_root, 50, first=10)
@@ -61,6 +62,7 @@ def test_peer_rows_are_skipped_with_the_reason_when_their_library_is_missing(ben
             bench_peers._build(row, "cpu")
 
 
+@pytest.mark.slow
 def test_genn_row_is_skipped_or_built(bench_modules):
     bench_peers, _ = bench_modules
     from spike_encode import BackendUnavailableError, LatencyEncode
@@ -76,6 +78,7 @@ def test_genn_row_is_skipped_or_built(bench_modules):
         assert callable(encode) and "spike_encode" in versions
 
 
+@pytest.mark.slow
 def test_bench_peers_quick_run_and_plots(tmp_path, data_root, bench_modules):
     out = tmp_path / "peers.json"
     cmd = [sys.executable, str(BENCH / "bench_peers.py"), "--quick", "--data-root", str(data_root),
@@ -107,3 +110,31 @@ def test_bench_peers_quick_run_and_plots(tmp_path, data_root, bench_modules):
         png = tmp_path / f"peers-{suffix}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "step loop" in plot.stdout
+
+
+@pytest.mark.slow
+def test_bench_encode_quick_run_and_plot(tmp_path, data_root):
+    out = tmp_path / "encode.json"
+    cmd = [sys.executable, str(BENCH / "bench_encode.py"), "--quick", "--data-root", str(data_root),
+           "--images", "200", "--dense-images", "100", "--baseline-images", "50", "--batch-size", "100",
+           "--repeats", "1", "--threads", "2", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads(out.read_text())
+    rows = payload["rows"]
+    assert set(rows) == {"sparse_1_thread", "sparse_default_threads", "dense_transform", "dense_raster_fresh",
+                         "dense_raster_out", "step_loop"}
+    assert (rows["sparse_1_thread"]["threads"], rows["sparse_default_threads"]["threads"]) == (1, 2)
+    assert rows["sparse_1_thread"]["images"] == 200 and rows["dense_raster_out"]["images"] == 100
+    assert payload["threads_speedup"] == pytest.approx(
+        rows["sparse_default_threads"]["images_per_s"] / rows["sparse_1_thread"]["images_per_s"])
+    assert payload["same_spikes_one_and_default_threads"] is True
+    assert payload["machine"]["cpu"] and payload["machine"]["torch"] and payload["machine"]["cores"]
+    if (GOLDEN / "tutorial-test-0-10000.npz").exists():
+        assert payload["golden"]["differing"] == 0 and payload["golden"]["golden_spikes"] > 0
+
+    plot = subprocess.run([sys.executable, str(BENCH / "plot_results.py"), str(out), "--markdown"],
+                          capture_output=True, text=True, timeout=60)
+    assert plot.returncode == 0, plot.stderr[-2000:]
+    assert (tmp_path / "encode.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| dense float32, dense_raster(out=) (reused) | 100 | 2 |" in plot.stdout

@@ -13,6 +13,13 @@ from spike_encode.engines.torch_engine import first_crossings
 from spike_encode.inputs import normalised_currents
 
 
+def digit_like(n: int, seed: int) -> torch.Tensor:
+    """``n`` synthetic uint8 ``(1, 28, 28)`` images, four in five pixels dark, as MNIST's."""
+    rng = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(1, 256, (n, 1, 28, 28), generator=rng, dtype=torch.uint8)
+    return pixels * (torch.rand((n, 1, 28, 28), generator=rng) < 0.2)
+
+
 def assert_same_spikes(currents, params):
     fast, slow = simulate_exact(currents, params), simulate_steps(currents, params)
     assert fast.shape == slow.shape
@@ -36,6 +43,7 @@ def random_params(rng: np.random.Generator) -> EncoderParams:
     return EncoderParams(dt=dt, present_time_ms=dt * steps, input_scale=input_scale, lif=lif)
 
 
+@pytest.mark.slow  # reads MNIST
 @pytest.mark.parametrize("seed", range(12))
 def test_fast_engine_equals_step_loop_for_random_parameters(seed, mnist_test):
     rng = np.random.default_rng(seed)
@@ -80,6 +88,7 @@ def test_first_crossing_of_silent_and_saturated_neurons():
     assert index.tolist() == [3] and steps.tolist() == [1]
 
 
+@pytest.mark.slow  # reads MNIST
 @pytest.mark.parametrize("lif", [
     LIFParams(Vreset=-45.0, TauRefrac=1.0),   # reset above threshold: fires whenever refractoriness ends
     LIFParams(TauM=1e12),                      # ExpTC rounds to 1 in float32
@@ -90,6 +99,7 @@ def test_parameters_outside_the_closed_form_fall_back_to_stepping(lif, mnist_tes
     assert_same_spikes(currents, params)
 
 
+@pytest.mark.slow  # reads MNIST
 def test_neurons_without_input_fire_when_ioffset_drives_them(mnist_test):
     # Ioffset * Rmembrane = 30 mV drives every neuron, zero pixels included, to threshold in 81 steps
     params = EncoderParams(lif=LIFParams(Ioffset=0.3, TauRefrac=3.0))
@@ -109,3 +119,136 @@ def test_long_step_by_step_runs_show_progress_and_short_ones_do_not(monkeypatch,
     monkeypatch.setattr(stepper, "PROGRESS_NEURON_STEPS", 100)
     ev = stepper.simulate_steps(currents, EncoderParams())
     assert "simulating steps" in capsys.readouterr().err and len(ev) == 10
+
+
+@pytest.fixture
+def torch_threads():
+    """Set torch's intra-op thread count for a test; restored afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("uint32_samples", [3, 0], ids=["uint32 keys, chunks of 3 samples", "int64 keys"])
+def test_a_batch_split_into_chunks_gives_the_step_loops_spikes(uint32_samples, monkeypatch, torch_threads):
+    from spike_encode.engines import parallel
+    from spike_encode.events import KeyLayout
+
+    torch_threads(2)
+    monkeypatch.setattr(parallel, "MIN_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(KeyLayout, "uint32_samples", property(lambda self: uint32_samples))
+    rng = np.random.default_rng(7)
+    for seed, params in enumerate((EncoderParams(), random_params(rng), random_params(rng))):
+        images = digit_like(20, seed)
+        assert_same_spikes(normalised_currents(images.reshape(20, -1), params.input_scale), params)
+
+
+def test_two_threads_give_one_threads_spikes(torch_threads):
+    params = EncoderParams(lif=LIFParams(TauRefrac=2.0))  # neurons fire repeatedly
+    currents = normalised_currents(digit_like(1000, 0).reshape(1000, -1), params.input_scale)
+    torch_threads(1)
+    one = simulate_exact(currents, params)
+    torch_threads(2)
+    two = simulate_exact(currents, params)
+    assert len(one) > 100_000
+    for name in ("sample", "step", "neuron"):
+        assert torch.equal(getattr(one, name), getattr(two, name)), name
+
+
+def test_chunks_cover_the_batch_two_per_thread_and_small_batches_stay_whole(torch_threads):
+    from spike_encode.engines.parallel import sample_chunks
+
+    torch_threads(2)
+    assert sample_chunks(1000, 784, 1 << 14) == [(0, 250), (250, 500), (500, 750), (750, 1000)]
+    assert sample_chunks(300, 784, 1 << 14) == [(0, 150), (150, 300)]  # 100,000 neurons or more each
+    assert sample_chunks(100, 784, 1 << 14) == [(0, 100)]
+    assert sample_chunks(10, 784, 4) == [(0, 3), (3, 6), (6, 10)]  # none above 4 samples
+    torch_threads(1)
+    assert sample_chunks(1000, 784, 1 << 14) == [(0, 1000)]
+
+
+def test_chunks_run_on_the_pool_only_with_more_than_one_thread(torch_threads):
+    import threading
+    import time
+
+    from spike_encode.engines.parallel import run_in_two_rounds
+
+    here = threading.current_thread().name
+    for threads in (1, 2):  # 1: as in a DataLoader worker
+        torch_threads(threads)
+        names, seen, done = [], [], []
+
+        def first(i):
+            time.sleep(0.02)  # long enough for every thread to take a chunk
+            names.append(threading.current_thread().name)
+            return i * i
+
+        run_in_two_rounds(first, seen.extend, lambda i: done.append((i, list(seen))), 4)
+        assert sorted(seen) == [0, 1, 4, 9]  # every first-round result, once
+        assert sorted(i for i, _ in done) == [0, 1, 2, 3] and all(s == [0, 1, 4, 9] for _, s in done)
+        if threads == 1:
+            assert set(names) == {here}
+        else:
+            assert here in names and any(n.startswith("spike_encode") for n in names)
+
+
+def test_a_held_up_pool_thread_does_not_hold_up_the_batch(torch_threads):
+    import threading
+
+    from spike_encode.engines.parallel import _executor, run_in_two_rounds
+
+    torch_threads(2)
+    release = threading.Event()
+    blocker = _executor(1).submit(release.wait, 10)  # the pool's only thread is busy elsewhere
+    try:
+        out = []
+        run_in_two_rounds(lambda i: i, out.extend, out.append, 6)  # this thread does it all
+        assert not blocker.done(), "the batch waited for the held-up thread"
+        assert out == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]
+    finally:
+        release.set()
+        blocker.result(timeout=10)
+
+
+def _encode_in_child(queue) -> None:
+    torch.set_num_threads(2)
+    # NumPy makes the currents: torch's own OpenMP threads may not survive a fork
+    rng = np.random.default_rng(0)
+    currents = rng.random((400, 784), dtype=np.float32) * (rng.random((400, 784)) < 0.2)
+    queue.put(len(simulate_exact(torch.from_numpy(currents.astype(np.float32)), EncoderParams())))
+
+
+@pytest.mark.slow  # spawns a process
+def test_a_forked_child_encodes_on_threads_of_its_own(torch_threads):
+    import multiprocessing
+
+    torch_threads(2)
+    simulate_exact(torch.rand(400, 784), EncoderParams())  # the parent's pool exists before the fork
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_encode_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hangs: it waits on its parent's pool threads")
+    assert child.exitcode == 0 and queue.get(timeout=5) > 0
+
+
+@pytest.mark.parametrize("where", ["first round, this thread", "first round, pool thread", "between",
+                                   "second round"])
+def test_an_error_in_a_chunk_reaches_the_caller(where, torch_threads):
+    from spike_encode.engines.parallel import run_in_two_rounds
+
+    def fail(at):
+        def step(*_):
+            if at:
+                raise ValueError(f"failed in the {where}")
+        return step
+
+    torch_threads(2)
+    rounds = [lambda i: fail(where == "first round, this thread" and i == 0 or
+                             where == "first round, pool thread" and i == 1)(),
+              fail(where == "between"), fail(where == "second round")]
+    with pytest.raises(ValueError, match=f"failed in the {where}"):
+        run_in_two_rounds(*rounds, 4)

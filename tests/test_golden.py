@@ -11,6 +11,8 @@ from spike_encode.formats import sparse_to_events
 
 from .conftest import GOLDEN_NAMES, load_golden, spike_keys
 
+pytestmark = pytest.mark.slow  # every test reads MNIST
+
 
 def encode_keys(enc: LatencyEncode, images: torch.Tensor, batch: int = 1000) -> np.ndarray:
     keys = []
@@ -25,8 +27,17 @@ def _encoder(params, device):
                          lif_params=params.lif.as_dict(), backend="torch", device=device)
 
 
+@pytest.fixture(params=[1, 2], ids=["1 thread", "2 threads"])
+def threads(request):
+    """torch's thread count, which the CPU engine splits its batches over."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("name", GOLDEN_NAMES)
-def test_torch_engine_reproduces_golden_file_exactly(name, mnist_test):
+def test_torch_engine_reproduces_golden_file_exactly(name, mnist_test, threads):
     golden = load_golden(name)
     images = mnist_test[0][golden.first_image : golden.first_image + golden.num_samples]
     enc = _encoder(golden.params, "cpu")

@@ -114,56 +114,39 @@ class CrossingTable:
             ``bounds[i-1] <= alpha < bounds[i]``.
         steps: ``(K+1,)`` int64 step of each piece: ``1..num_steps``, ``num_steps + 1`` for
             never within the window, :data:`UNKNOWN` where the engine must replay.
-        main_lo, main_hi: ``(num_steps + 2,)`` float32: for each step ``n``, its widest piece
-            ``[main_lo[n], main_hi[n])`` (empty where ``n`` has none), where the closed form
-            lands most neurons.
-        v_reset, v_thresh, exp_tc: the float32 constants (mV, mV, 1) of the closed form.
+        v_reset: the float32 ``Vreset`` (mV) the buckets measure ``alpha`` from.
         enumerated: float32 values run through the recurrence to make the table.
+        buckets: the CPU lookup's index over ``bounds`` (:class:`Buckets`).
     """
 
     bounds: np.ndarray
     steps: np.ndarray
-    main_lo: np.ndarray
-    main_hi: np.ndarray
     v_reset: float
-    v_thresh: float
-    exp_tc: float
     enumerated: int
-
-    @property
-    def num_steps(self) -> int:
-        """Steps in the window."""
-        return len(self.main_lo) - 2
+    buckets: "Buckets"
 
     def lookup(self, alpha: ArrayT) -> ArrayT:
         """The step code (see :attr:`steps`) of each float32 ``alpha``, int64, a tensor on
         ``alpha``'s device or an ndarray, as ``alpha`` is.
 
-        On CPU the closed form guesses each neuron's step and the guess is kept where
-        ``alpha`` lies in that step's widest piece; the rest (a few percent: neurons near a
-        step boundary) are looked up with ``searchsorted``, which is slow on unordered input.
+        On CPU, :attr:`buckets` answer for all but a fraction of a percent of the neurons
+        (those whose bucket holds a breakpoint), which ``searchsorted`` looks up (it is slow
+        on unordered input).
+
+        Raises:
+            TypeError: ``alpha`` is not float32.
         """
         if isinstance(alpha, torch.Tensor):
             if alpha.device.type == "cpu":
                 return torch.from_numpy(self.lookup(alpha.numpy()))
             return self._searchsorted(alpha)
-        # the guess, in place: ceil(log((alpha - Vthresh) / (alpha - Vreset)) / log(ExpTC)),
-        # NaN (alpha below threshold) to num_steps + 1 (never), 0 and below (alpha < Vreset) to 1
-        guess = alpha - np.float32(self.v_thresh)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            np.divide(guess, alpha - np.float32(self.v_reset), out=guess)
-            np.log(guess, out=guess)
-        np.multiply(guess, np.float32(1.0 / math.log(self.exp_tc)), out=guess)
-        np.ceil(guess, out=guess)
-        np.fmin(guess, np.float32(self.num_steps + 1), out=guess)
-        np.fmax(guess, np.float32(1.0), out=guess)
-        step = guess.astype(np.int64)
-        outside = np.less(alpha, self.main_lo[step])
-        outside |= np.greater_equal(alpha, self.main_hi[step])
-        missed = np.flatnonzero(outside)
+        if alpha.dtype != np.float32:
+            raise TypeError(f"alpha must be float32 (the recurrence's type), got {alpha.dtype}")
+        code = self.buckets.codes(alpha - np.float32(self.v_reset))
+        step = code.astype(np.int64)
+        missed = np.flatnonzero(code == 0)
         step[missed] = self.steps[np.searchsorted(self.bounds, alpha[missed], side="right")]
         return step
-
 
     def _searchsorted(self, alpha: torch.Tensor) -> torch.Tensor:
         """The lookup on accelerators: one ``searchsorted`` over all of ``alpha``."""
@@ -174,6 +157,70 @@ class CrossingTable:
 @functools.lru_cache(maxsize=8)
 def _on_device(table: CrossingTable, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(table.bounds).to(device), torch.from_numpy(table.steps).to(device)
+
+
+_INF_BITS = 0x7F800000  # float32 +inf's bits as an int32; NaN's are larger
+_BUCKETS_MAX = 1 << 16
+"""Most buckets of a table's CPU index (64 KB of uint8 codes for windows of up to 254 steps)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Buckets:
+    """A direct index over ``u = fl(alpha - Vreset)``: the bits of a positive float32 grow
+    with its value, so their top bits (exponent and ``23 - shift`` bits of mantissa) make
+    buckets of equal relative width, fine near threshold and coarse far above it.
+
+    ``u`` rises with ``alpha`` (rounding is monotone), so each bucket holds the float32
+    ``alpha`` of one interval, found exactly when the table is made; where that interval
+    lies in one piece of the table, the bucket holds its step code, else 0 (look it up).
+    Bucket 0 takes everything below the first breakpoint's bucket (``u < 0`` included),
+    the last everything above the last one's; ``u = inf`` and NaN always get 0.
+
+    Attributes:
+        shift: bits of ``u`` dropped.
+        base: the top bits of ``u`` in bucket 0.
+        code: ``(L,)`` step code per bucket (0: look up), the smallest unsigned type.
+    """
+
+    shift: int
+    base: int
+    code: np.ndarray
+
+    def codes(self, u: np.ndarray) -> np.ndarray:
+        """The bucket code of each float32 ``u`` (a new array; ``u`` is overwritten)."""
+        index = u.view(np.int32)
+        np.right_shift(index, self.shift, out=index)
+        index -= np.int32(self.base)
+        np.clip(index, 0, len(self.code) - 1, out=index)
+        return np.take(self.code, index)
+
+    @classmethod
+    def build(cls, bounds: np.ndarray, steps: np.ndarray, v_reset: float) -> "Buckets":
+        """The index of a table's ``bounds`` and ``steps`` for ``Vreset = v_reset`` (float32)."""
+        v0 = np.float32(v_reset)
+        u = bounds[np.isfinite(bounds)] - v0
+        bits = u[np.isfinite(u) & (u > 0)].view(np.int32)
+        low, high = int(bits.min()), int(bits.max())
+        octaves = (high >> 23) - (low >> 23) + 1
+        shift = 23 - min(23, max(0, (_BUCKETS_MAX // octaves).bit_length() - 1))
+        base, top = (low >> shift) - 1, (high >> shift) + 1
+        # first[i]: the smallest alpha of bucket i >= 1, the first whose u reaches its lower edge
+        edge = ((base + np.arange(1, top - base + 2, dtype=np.int64)) << shift).astype(np.uint32).view(np.float32)
+        below = np.full(len(edge), int(_keys(v0)), dtype=np.int64)  # u = 0 here, below every edge
+        beyond = np.full(len(edge), int(_keys(np.float32(np.inf))), dtype=np.int64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            first = _first_true(lambda keys: (_floats(keys) - v0) >= edge, below, beyond)
+        # bucket i holds alpha keys [start[i], start[i + 1]); bucket 0 from -inf
+        start = np.concatenate([[_keys(np.float32(-np.inf))], first])
+        piece_lo = np.searchsorted(bounds, _floats(start[:-1]), side="right")
+        piece_hi = np.searchsorted(bounds, _floats(np.maximum(start[1:] - 1, start[:-1])), side="right")
+        code = np.where(piece_lo == piece_hi, steps[piece_lo], UNKNOWN)
+        code = np.append(code, UNKNOWN)  # above the last edge, always looked up
+        # u = inf starts a bucket (its bits end in zeros) that alpha = inf shares with the finite
+        # alphas whose u overflows (Vreset far below 0): looked up too, as NaN
+        code[max(0, (_INF_BITS >> shift) - base):] = UNKNOWN
+        dtype = np.uint8 if code.max() <= 255 else np.uint16 if code.max() <= 65535 else np.uint32
+        return cls(shift=shift, base=base, code=code.astype(dtype))
 
 
 def _keys(x: np.ndarray) -> np.ndarray:
@@ -263,15 +310,9 @@ def crossing_table(params: EncoderParams) -> CrossingTable:
     keys, steps = keys[order], steps[order]
     change = np.concatenate([[True], steps[1:] != steps[:-1]])
     keys, steps = keys[change], steps[change]
-    # each step's widest piece; the last piece, from +inf, is one float (NaN aside)
-    ends = np.concatenate([keys[1:], [k_hi + 2]])
-    widest = np.lexsort((ends - keys, steps))
-    last_of_step = widest[np.concatenate([steps[widest][1:] != steps[widest][:-1], [True]])]
-    main_lo, main_hi = np.full(T + 2, np.inf, dtype=np.float32), np.full(T + 2, -np.inf, dtype=np.float32)
-    main_lo[steps[last_of_step]] = _floats(keys[last_of_step])
-    main_hi[steps[last_of_step]] = _floats(ends[last_of_step])
-    return CrossingTable(bounds=_floats(keys[1:]), steps=steps, main_lo=main_lo, main_hi=main_hi,
-                         v_reset=v0, v_thresh=vt, exp_tc=e, enumerated=count if enumerate_bands else 0)
+    bounds = _floats(keys[1:])
+    return CrossingTable(bounds=bounds, steps=steps, v_reset=v0,
+                         enumerated=count if enumerate_bands else 0, buckets=Buckets.build(bounds, steps, v0))
 
 
 def _replay_band(start: int, end: int, certain_by: int, c: LIFConstants, num_steps: int) -> np.ndarray:

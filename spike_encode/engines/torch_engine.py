@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from ..params import EncoderParams
+from ..events import KeyLayout, SpikeEvents
 from .crossing_table import UNKNOWN, crossing_table, replay_first_crossing
-from ..events import SpikeEvents
 from .lif import ArrayT, LIFConstants, lif_alpha
+from .parallel import run_in_two_rounds, sample_chunks
 from .stepper import simulate_steps
 
 __all__ = ["simulate_exact", "first_crossings", "prepare"]
@@ -40,14 +41,12 @@ def _cat(a: ArrayT, b: ArrayT) -> ArrayT:
     return np.concatenate([a, b]) if isinstance(a, np.ndarray) else torch.cat([a, b])
 
 
-def _split(flat_index: ArrayT, neurons: int) -> tuple[ArrayT, ArrayT]:
-    """``(sample, neuron)`` of positions in a flattened ``(B, neurons)`` batch."""
-    if isinstance(flat_index, np.ndarray):
-        # float64 division is exact here (indices < 2**53) and far faster than int64's
-        sample = (flat_index / neurons).astype(np.int64)
-    else:
-        sample = flat_index // neurons
-    return sample, flat_index - sample * neurons
+def _repeat(x: ArrayT, counts: ArrayT) -> ArrayT:
+    return np.repeat(x, counts) if isinstance(x, np.ndarray) else torch.repeat_interleave(x, counts)
+
+
+def _arange(n: int, like: ArrayT) -> ArrayT:
+    return np.arange(n) if isinstance(like, np.ndarray) else torch.arange(n, device=like.device)
 
 
 def first_crossings(alpha: ArrayT, params: EncoderParams, c: LIFConstants) -> tuple[ArrayT, ArrayT]:
@@ -86,24 +85,12 @@ def prepare(params: EncoderParams) -> None:
         crossing_table(params)
 
 
-def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents:
-    """Spikes of ``(B, N)`` LIF neurons driven by constant ``currents`` (nA), exactly as GeNN.
-
-    Equal, spike for spike, to :func:`~spike_encode.engines.stepper.simulate_steps` and to
-    GeNN's single-threaded CPU backend; falls back to stepping for parameter sets outside the
-    closed form's assumptions (``Vreset >= Vthresh``, or ``ExpTC`` rounding to 0 or 1).
-    """
-    if not _fast_path_applies(params):
-        return simulate_steps(currents, params)
-    batch, neurons = currents.shape
+def _spikes(flat: ArrayT, params: EncoderParams, c: LIFConstants) -> tuple[ArrayT, ArrayT]:
+    """Every spike of the flattened ``(B, N)`` neurons driven by ``flat`` currents (nA), in
+    no particular order: ``(position in flat, step)``, int64 arrays of ``flat``'s kind."""
     T = params.num_steps
-    c = LIFConstants.build(params, currents.device)
     # Neurons without input current (most pixels of a digit) share one trajectory: settle it
-    # once per parameter set, and look up the others only. On CPU this runs on NumPy views
-    # of the tensors: the same float32 operations, several times faster on these sizes.
-    flat = currents.reshape(-1)
-    if flat.device.type == "cpu":
-        flat, c = flat.numpy(), c.numpy()
+    # once per parameter set, and look up the others only.
     driven = _nonzero(flat != 0)
     fired, n1 = first_crossings(lif_alpha(flat[driven], c), params, c)
     where = driven[fired]
@@ -111,15 +98,68 @@ def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents
     if n0 <= T:  # undriven neurons fire too (a large Ioffset)
         undriven = _nonzero(flat == 0)
         where, n1 = _cat(where, undriven), _cat(n1, undriven * 0 + n0)  # n0 for each, same array kind
-    sample, neuron, n1 = (torch.as_tensor(x) for x in (*_split(where, neurons), n1))
     k1 = n1 - 1
     if params.at_most_one_spike:
-        return SpikeEvents.from_unsorted(sample, k1, neuron, batch, T, neurons)
+        return where, k1
+    # after a spike a neuron restarts from Vreset: later spikes follow at a fixed period
     period = n1 + params.refractory_steps
-    count = 1 + torch.div(T - 1 - k1, period, rounding_mode="floor")
+    count = 1 + (T - 1 - k1) // period
     if bool((count > 1).any()):
-        owner = torch.repeat_interleave(torch.arange(n1.numel(), device=n1.device), count)
-        starts = torch.cumsum(count, 0) - count
-        repeat = torch.arange(owner.numel(), device=n1.device) - starts[owner]
-        sample, neuron, k1 = sample[owner], neuron[owner], k1[owner] + repeat * period[owner]
-    return SpikeEvents.from_unsorted(sample, k1, neuron, batch, T, neurons)
+        owner = _repeat(_arange(len(count), count), count)
+        starts = count.cumsum(0) - count
+        repeat = _arange(len(owner), owner) - starts[owner]
+        where, k1 = where[owner], k1[owner] + repeat * period[owner]
+    return where, k1
+
+
+def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents:
+    """Spikes of ``(B, N)`` LIF neurons driven by constant ``currents`` (nA), exactly as GeNN.
+
+    Equal, spike for spike, to :func:`~spike_encode.engines.stepper.simulate_steps` and to
+    GeNN's single-threaded CPU backend; falls back to stepping for parameter sets outside the
+    closed form's assumptions (``Vreset >= Vthresh``, or ``ExpTC`` rounding to 0 or 1).
+
+    On CPU the batch runs on NumPy views of the tensors (the same float32 operations,
+    several times faster on these sizes), in chunks of samples spread over
+    ``torch.get_num_threads()`` threads (:mod:`.parallel`).
+    """
+    if not _fast_path_applies(params):
+        return simulate_steps(currents, params)
+    if currents.device.type == "cpu":
+        return _simulate_numpy(currents.numpy(), params)
+    batch, neurons = currents.shape
+    c = LIFConstants.build(params, currents.device)
+    where, k1 = _spikes(currents.reshape(-1), params, c)
+    sample = torch.div(where, neurons, rounding_mode="floor")
+    return SpikeEvents.from_unsorted(sample, k1, where - sample * neurons, batch, params.num_steps, neurons)
+
+
+def _simulate_numpy(currents: np.ndarray, params: EncoderParams) -> SpikeEvents:
+    """:func:`simulate_exact` of a ``(B, N)`` float32 array: each chunk of samples packs its
+    spikes into sorted :class:`KeyLayout` keys (``uint32`` where they fit); once every chunk
+    has its keys (and so its place in the batch), each unpacks them into its slice of the
+    batch's int64 events."""
+    batch, neurons = currents.shape
+    layout = KeyLayout(params.num_steps, neurons)
+    c = LIFConstants.build(params, "cpu").numpy()
+    chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch)
+    keys: list[np.ndarray] = []
+    fields: list[np.ndarray] = []
+    starts: list[int] = []
+
+    def chunk_keys(i: int) -> np.ndarray:
+        where, k1 = _spikes(currents[chunks[i][0] : chunks[i][1]].reshape(-1), params, c)
+        sample = where // neurons
+        return layout.sorted_keys(sample, k1, where - sample * neurons)
+
+    def allocate(parts: list[np.ndarray]) -> None:
+        keys.extend(parts)
+        starts.extend(np.cumsum([0, *(len(k) for k in keys)]).tolist())
+        fields.extend(np.empty(starts[-1], dtype=np.int64) for _ in range(3))
+
+    def unpack(i: int) -> None:
+        part = slice(starts[i], starts[i + 1])
+        layout.unpack(keys[i], chunks[i][0], *(f[part] for f in fields))
+
+    run_in_two_rounds(chunk_keys, allocate, unpack, len(chunks))
+    return SpikeEvents(*(torch.from_numpy(f) for f in fields), batch, params.num_steps, neurons)
