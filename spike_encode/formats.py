@@ -10,10 +10,10 @@ import numbers
 import torch
 
 from .events import SpikeEvents
-from .outputs.dense import dense_raster
 from .outputs.events import EventList, events_per_image
 from .outputs.sparse import spike_events_to_sparse
 from .outputs.times import first_spike_steps
+from .rasters import dense_raster
 
 __all__ = [
     "sparse_to_events",

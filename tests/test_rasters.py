@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from spike_encode.events import SpikeEvents
-from spike_encode.memory_guard import device_memory_bytes
+from spike_encode.memory_guard import available_memory_bytes
 from spike_encode.rasters import dense_raster
 
 B, T, N = 3, 7, 10
@@ -79,7 +79,7 @@ def test_an_out_that_does_not_fit_is_refused_naming_what_differs(ev, out, messag
 
 
 def test_a_fresh_raster_larger_than_memory_is_refused_before_it_is_allocated():
-    total = device_memory_bytes(torch.device("cpu"))
+    total = available_memory_bytes(torch.device("cpu"))
     if total is None:
         pytest.skip("this system does not tell its memory size")
     steps = 1_000_000
