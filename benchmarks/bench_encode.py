@@ -7,6 +7,10 @@ Rows (MNIST test images in batches of ``--batch-size``, timed passes interleaved
 - ``sparse_1_thread``: ``LatencyEncode(backend="torch", output="sparse")`` over the 10,000
   test images (``--images``) with ``torch.set_num_threads(1)``;
 - ``sparse_default_threads``: the same with torch's default thread count (``--threads``);
+- ``sparse_engine_threads``: the transform's steps called one by one (``input_currents``,
+  ``simulate_exact``, a sparse tensor of ``SpikeEvents.indices()``) with torch's own ops on
+  one thread and only the engine on ``--threads`` threads (``simulate_exact(threads=)``):
+  torch's OpenMP threads then never compete with the engine's;
 - ``dense_transform``: ``LatencyEncode(output="dense")`` (float32) as the transform renders it;
 - ``dense_raster_fresh``: the engine's events through ``spike_encode.rasters.dense_raster``,
   a fresh raster per batch;
@@ -52,15 +56,17 @@ from spike_encode.rasters import dense_raster
 
 
 class Row:
-    """One timed configuration: ``run()`` encodes its images once; ``threads`` while it runs."""
+    """One timed configuration: ``run()`` encodes its images once, on ``threads`` threads
+    (torch's own ops on ``torch_threads``, by default the same)."""
 
-    def __init__(self, name: str, images: int, threads: int, run: Callable[[], object]):
+    def __init__(self, name: str, images: int, threads: int, run: Callable[[], object], torch_threads: int = 0):
         self.name, self.images, self.threads, self.run = name, images, threads, run
+        self.torch_threads = torch_threads or threads
         self.times: list[float] = []
         self.faults: list[int] = []
 
     def time_once(self, batches: int) -> None:
-        torch.set_num_threads(self.threads)
+        torch.set_num_threads(self.torch_threads)
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         self.run()
@@ -68,7 +74,7 @@ class Row:
         self.faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) // max(1, batches))
 
     def result(self) -> dict[str, object]:
-        return {"images": self.images, "threads": self.threads,
+        return {"images": self.images, "threads": self.threads, "torch_threads": self.torch_threads,
                 "images_per_s": self.images / statistics.median(self.times),
                 "timings_s": self.times, "page_faults_per_batch": statistics.median(self.faults)}
 
@@ -125,6 +131,15 @@ def main() -> None:
         sync()
         return out
 
+    def encode_sparse_engine_threads() -> list[torch.Tensor]:
+        out = []
+        for b in batches:
+            ev = simulate_exact(input_currents(b, sparse.spec), sparse.params, threads=args.threads)
+            out.append(torch.sparse_coo_tensor(ev.indices(), torch.ones(len(ev), device=ev.step.device), ev.shape,
+                                               is_coalesced=True, check_invariants=False))
+        sync()
+        return out
+
     def dense_via_transform() -> None:
         for b in dense_batches:
             touch_pages(dense(b))
@@ -147,6 +162,7 @@ def main() -> None:
     rows = [
         Row("sparse_1_thread", len(images), 1, encode_sparse),
         Row("sparse_default_threads", len(images), args.threads, encode_sparse),
+        Row("sparse_engine_threads", len(images), args.threads, encode_sparse_engine_threads, torch_threads=1),
         Row("dense_transform", n_dense, args.threads, dense_via_transform),
         Row("dense_raster_fresh", n_dense, args.threads, lambda: dense_via_raster(False)),
         Row("dense_raster_out", n_dense, args.threads, lambda: dense_via_raster(True)),
@@ -159,9 +175,13 @@ def main() -> None:
     one = encode_sparse()
     torch.set_num_threads(args.threads)
     several = encode_sparse()
-    same = all(torch.equal(a.indices(), b.indices()) for a, b in zip(one, several))
+    torch.set_num_threads(1)
+    engine_only = encode_sparse_engine_threads()
+    torch.set_num_threads(args.threads)
+    same = all(torch.equal(a.indices(), b.indices()) and torch.equal(a.indices(), c.indices())
+               for a, b, c in zip(one, several, engine_only))
     if not same:
-        raise SystemExit("the one-thread and multi-thread passes gave different spikes")
+        raise SystemExit("the one-thread and multi-thread passes gave different spikes")  # never expected
     events = [sparse_to_events(b.cpu()) for b in several]
     keys = np.concatenate([spike_keys(ev.sample.numpy() + i * bs, ev.step.numpy(), ev.neuron.numpy(), ev.num_steps)
                            for i, ev in enumerate(events)])
@@ -191,6 +211,7 @@ def main() -> None:
         "repeats": args.repeats,
         "rows": results,
         "threads_speedup": rate["sparse_default_threads"] / rate["sparse_1_thread"],
+        "engine_threads_speedup": rate["sparse_engine_threads"] / rate["sparse_1_thread"],
         "speedup_over_step_loop": rate["sparse_default_threads"] / rate["step_loop"],
         "dense_out_over_fresh": rate["dense_raster_out"] / rate["dense_raster_fresh"],
         "same_spikes_one_and_default_threads": same,
@@ -204,9 +225,11 @@ def main() -> None:
     print(f"{args.device}, batches of {bs}, median of {args.repeats} interleaved passes "
           f"(other processes kept {busy} of {os.cpu_count()} cores busy meanwhile):")
     for name, r in results.items():
-        print(f"  {name:24s} {r['images_per_s']:>10,.0f} images/s  ({r['images']} images, {r['threads']} thread(s), "
-              f"{r['page_faults_per_batch']:,} page faults per batch)")
-    print(f"default threads ({args.threads}) / one thread: {result['threads_speedup']:.2f}x; "
+        torch_note = f", torch ops on {r['torch_threads']}" if r["torch_threads"] != r["threads"] else ""
+        print(f"  {name:24s} {r['images_per_s']:>10,.0f} images/s  ({r['images']} images, {r['threads']} thread(s)"
+              f"{torch_note}, {r['page_faults_per_batch']:,} page faults per batch)")
+    print(f"default threads ({args.threads}) / one thread: {result['threads_speedup']:.2f}x "
+          f"(engine alone on {args.threads}: {result['engine_threads_speedup']:.2f}x); "
           f"over the step loop: {result['speedup_over_step_loop']:.0f}x; "
           f"dense out= / fresh: {result['dense_out_over_fresh']:.2f}x")
     print(f"spikes: identical at 1 and {args.threads} threads; against GeNN's golden file: "

@@ -126,6 +126,19 @@ class SpikeEvents:
         fields = (key >> shift, (key >> n_bits) & ((1 << layout.step_bits) - 1), key & ((1 << n_bits) - 1))
         return cls(*fields, batch_size, num_steps, num_neurons)
 
+    def indices(self) -> torch.Tensor:
+        """The ``(3, S)`` int64 rows (sample, step, neuron), as ``torch.sparse_coo_tensor``
+        takes its indices: a view where the three fields are consecutive rows of one tensor
+        (the CPU engine makes them so), else a stacked copy."""
+        first, n = self.sample, len(self)
+        one_block = (all(f.dim() == 1 and f.is_contiguous() and f.dtype == first.dtype and f.device == first.device
+                         and f.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+                         and f.storage_offset() == first.storage_offset() + k * n
+                         for k, f in enumerate((self.sample, self.step, self.neuron))))
+        if one_block:
+            return torch.as_strided(first, (3, n), (n, 1), first.storage_offset())
+        return torch.stack([self.sample, self.step, self.neuron])
+
     @property
     def shape(self) -> tuple[int, int, int]:
         """``(batch_size, num_steps, num_neurons)``."""

@@ -122,8 +122,9 @@ def test_bench_encode_quick_run_and_plot(tmp_path, data_root):
     assert proc.returncode == 0, proc.stderr[-2000:]
     payload = json.loads(out.read_text())
     rows = payload["rows"]
-    assert set(rows) == {"sparse_1_thread", "sparse_default_threads", "dense_transform", "dense_raster_fresh",
-                         "dense_raster_out", "step_loop"}
+    assert set(rows) == {"sparse_1_thread", "sparse_default_threads", "sparse_engine_threads", "dense_transform",
+                         "dense_raster_fresh", "dense_raster_out", "step_loop"}
+    assert (rows["sparse_engine_threads"]["threads"], rows["sparse_engine_threads"]["torch_threads"]) == (2, 1)
     assert (rows["sparse_1_thread"]["threads"], rows["sparse_default_threads"]["threads"]) == (1, 2)
     assert rows["sparse_1_thread"]["images"] == 200 and rows["dense_raster_out"]["images"] == 100
     assert payload["threads_speedup"] == pytest.approx(

@@ -155,27 +155,43 @@ def test_two_threads_give_one_threads_spikes(torch_threads):
         assert torch.equal(getattr(one, name), getattr(two, name)), name
 
 
-def test_chunks_cover_the_batch_two_per_thread_and_small_batches_stay_whole(torch_threads):
+def test_chunks_cover_the_batch_one_per_thread_and_small_batches_stay_whole():
     from spike_encode.engines.parallel import sample_chunks
 
+    assert sample_chunks(1000, 784, 1 << 14, threads=2) == [(0, 500), (500, 1000)]
+    assert sample_chunks(256, 784, 1 << 14, threads=2) == [(0, 128), (128, 256)]  # 100,000 neurons each
+    assert sample_chunks(255, 784, 1 << 14, threads=2) == [(0, 255)]
+    assert sample_chunks(10, 784, 4, threads=2) == [(0, 3), (3, 6), (6, 10)]  # none above 4 samples
+    assert sample_chunks(1000, 784, 1 << 14, threads=1) == [(0, 1000)]
+
+
+def test_the_engine_takes_torchs_thread_count_unless_told(monkeypatch, torch_threads):
+    from spike_encode.engines import parallel
+
+    asked = []
+    real = parallel.sample_chunks
+    monkeypatch.setattr("spike_encode.engines.torch_engine.sample_chunks",
+                        lambda *args: asked.append(args[-1]) or real(*args))
+    currents = normalised_currents(digit_like(300, 0).reshape(300, -1), 80.0)
+    torch_threads(1)  # as in a DataLoader worker
+    simulate_exact(currents, EncoderParams())
     torch_threads(2)
-    assert sample_chunks(1000, 784, 1 << 14) == [(0, 250), (250, 500), (500, 750), (750, 1000)]
-    assert sample_chunks(300, 784, 1 << 14) == [(0, 150), (150, 300)]  # 100,000 neurons or more each
-    assert sample_chunks(100, 784, 1 << 14) == [(0, 100)]
-    assert sample_chunks(10, 784, 4) == [(0, 3), (3, 6), (6, 10)]  # none above 4 samples
-    torch_threads(1)
-    assert sample_chunks(1000, 784, 1 << 14) == [(0, 1000)]
+    simulate_exact(currents, EncoderParams())
+    simulate_exact(currents, EncoderParams(), threads=3)
+    assert asked == [1, 2, 3]
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="threads must be a positive integer"):
+            simulate_exact(currents, EncoderParams(), threads=bad)
 
 
-def test_chunks_run_on_the_pool_only_with_more_than_one_thread(torch_threads):
+def test_chunks_run_on_the_pool_only_with_more_than_one_thread():
     import threading
     import time
 
     from spike_encode.engines.parallel import run_in_two_rounds
 
     here = threading.current_thread().name
-    for threads in (1, 2):  # 1: as in a DataLoader worker
-        torch_threads(threads)
+    for threads in (1, 2):
         names, seen, done = [], [], []
 
         def first(i):
@@ -183,7 +199,7 @@ def test_chunks_run_on_the_pool_only_with_more_than_one_thread(torch_threads):
             names.append(threading.current_thread().name)
             return i * i
 
-        run_in_two_rounds(first, seen.extend, lambda i: done.append((i, list(seen))), 4)
+        run_in_two_rounds(first, seen.extend, lambda i: done.append((i, list(seen))), 4, threads)
         assert sorted(seen) == [0, 1, 4, 9]  # every first-round result, once
         assert sorted(i for i, _ in done) == [0, 1, 2, 3] and all(s == [0, 1, 4, 9] for _, s in done)
         if threads == 1:
@@ -192,17 +208,16 @@ def test_chunks_run_on_the_pool_only_with_more_than_one_thread(torch_threads):
             assert here in names and any(n.startswith("spike_encode") for n in names)
 
 
-def test_a_held_up_pool_thread_does_not_hold_up_the_batch(torch_threads):
+def test_a_held_up_pool_thread_does_not_hold_up_the_batch():
     import threading
 
     from spike_encode.engines.parallel import _executor, run_in_two_rounds
 
-    torch_threads(2)
     release = threading.Event()
     blocker = _executor(1).submit(release.wait, 10)  # the pool's only thread is busy elsewhere
     try:
         out = []
-        run_in_two_rounds(lambda i: i, out.extend, out.append, 6)  # this thread does it all
+        run_in_two_rounds(lambda i: i, out.extend, out.append, 6, 2)  # this thread does it all
         assert not blocker.done(), "the batch waited for the held-up thread"
         assert out == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]
     finally:
@@ -237,7 +252,7 @@ def test_a_forked_child_encodes_on_threads_of_its_own(torch_threads):
 
 @pytest.mark.parametrize("where", ["first round, this thread", "first round, pool thread", "between",
                                    "second round"])
-def test_an_error_in_a_chunk_reaches_the_caller(where, torch_threads):
+def test_an_error_in_a_chunk_reaches_the_caller(where):
     from spike_encode.engines.parallel import run_in_two_rounds
 
     def fail(at):
@@ -246,9 +261,8 @@ def test_an_error_in_a_chunk_reaches_the_caller(where, torch_threads):
                 raise ValueError(f"failed in the {where}")
         return step
 
-    torch_threads(2)
     rounds = [lambda i: fail(where == "first round, this thread" and i == 0 or
                              where == "first round, pool thread" and i == 1)(),
               fail(where == "between"), fail(where == "second round")]
     with pytest.raises(ValueError, match=f"failed in the {where}"):
-        run_in_two_rounds(*rounds, 4)
+        run_in_two_rounds(*rounds, 4, 2)

@@ -66,3 +66,20 @@ def test_gpu_events_sort_on_the_gpu_as_on_the_cpu():
     gpu = SpikeEvents.from_unsorted(*(x.cuda() for x in spikes), 100, 200, 784)
     for name in ("sample", "step", "neuron"):
         assert getattr(gpu, name).is_cuda and torch.equal(getattr(gpu, name).cpu(), getattr(cpu, name))
+
+
+def test_indices_are_a_view_of_the_cpu_engines_events_and_a_copy_otherwise():
+    from spike_encode import EncoderParams
+    from spike_encode.engines import simulate_exact
+
+    rng = np.random.default_rng(3)
+    currents = torch.from_numpy(rng.random((300, 784), dtype=np.float32) * (rng.random((300, 784)) < 0.2))
+    ev = simulate_exact(currents * 5, EncoderParams())
+    rows = ev.indices()
+    assert len(ev) > 1000 and rows.shape == (3, len(ev)) and rows.dtype == torch.int64
+    assert torch.equal(rows, torch.stack([ev.sample, ev.step, ev.neuron]))
+    assert rows.data_ptr() == ev.sample.data_ptr()  # no copy
+    apart = SpikeEvents(ev.sample.clone(), ev.step.clone(), ev.neuron.clone(), *ev.shape)
+    assert torch.equal(apart.indices(), rows) and apart.indices().data_ptr() != apart.sample.data_ptr()
+    swapped = SpikeEvents(ev.step, ev.sample, ev.neuron, *ev.shape)  # the same block, rows out of order
+    assert torch.equal(swapped.indices(), torch.stack([ev.step, ev.sample, ev.neuron]))

@@ -1,9 +1,10 @@
 """Spread a CPU batch over a few threads: NumPy releases the GIL in its array loops, so
 contiguous chunks of samples encode side by side.
 
-The thread count is torch's intra-op setting (``torch.get_num_threads()``) at each call:
-``torch.set_num_threads`` governs the encoder as it governs torch, and inside DataLoader
-workers (where torch sets it to 1) the encoder stays on one thread.
+The engine asks for torch's intra-op thread count (``torch.get_num_threads()``) at each
+call unless told otherwise: ``torch.set_num_threads`` governs the encoder as it governs
+torch, and inside DataLoader workers (where torch sets it to 1) the encoder stays on one
+thread.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
-
-import torch
 
 __all__ = ["MIN_CHUNK_ELEMENTS", "sample_chunks", "run_in_two_rounds"]
 
@@ -39,29 +38,27 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_forget_pools)
 
 
-def sample_chunks(batch_size: int, num_neurons: int, max_samples: int) -> list[tuple[int, int]]:
-    """Split samples ``0..batch_size`` into contiguous ``(start, stop)`` ranges: two per
-    thread (``torch.get_num_threads()``), so that a thread the system holds up leaves the
-    other threads more than its share, as long as each has ``MIN_CHUNK_ELEMENTS`` neurons
-    (fewer, larger ranges for smaller batches; one with one thread); none longer than
-    ``max_samples``."""
-    threads = torch.get_num_threads()
-    chunks = 1 if threads <= 1 else max(1, min(2 * threads, batch_size * num_neurons // MIN_CHUNK_ELEMENTS))
-    chunks = max(chunks, -(-batch_size // max_samples))
+def sample_chunks(batch_size: int, num_neurons: int, max_samples: int, threads: int) -> list[tuple[int, int]]:
+    """Split samples ``0..batch_size`` into contiguous ``(start, stop)`` ranges: one per
+    thread as long as each has ``MIN_CHUNK_ELEMENTS`` neurons (fewer for smaller batches),
+    none longer than ``max_samples``. (More, smaller chunks would balance better, but cost
+    more than they balance: the threads contend for the GIL between NumPy calls.)"""
+    threads = max(1, min(threads, batch_size * num_neurons // MIN_CHUNK_ELEMENTS))
+    chunks = max(threads, -(-batch_size // max_samples))
     edges = [batch_size * i // chunks for i in range(chunks + 1)]
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
 def run_in_two_rounds(first: Callable[[int], R], between: Callable[[list[R]], None],
-                      second: Callable[[int], None], count: int) -> None:
+                      second: Callable[[int], None], count: int, threads: int) -> None:
     """``first(i)`` for ``i`` in ``range(count)``; once all are done, ``between`` of their
     results; then ``second(i)`` for every ``i``.
 
-    On up to ``torch.get_num_threads()`` threads, this one included, each taking the next
-    item of a round until none is left (one hand-off to the pool per call). The first error
-    raised stops the rest and reaches the caller.
+    On up to ``threads`` threads, this one included, each taking the next item of a round
+    until none is left (one hand-off to the pool per call). The first error raised stops
+    the rest and reaches the caller.
     """
-    threads = min(torch.get_num_threads(), count)
+    threads = min(threads, count)
     if threads <= 1:
         between([first(i) for i in range(count)])
         for i in range(count):

@@ -112,7 +112,7 @@ def _spikes(flat: ArrayT, params: EncoderParams, c: LIFConstants) -> tuple[Array
     return where, k1
 
 
-def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents:
+def simulate_exact(currents: torch.Tensor, params: EncoderParams, *, threads: int | None = None) -> SpikeEvents:
     """Spikes of ``(B, N)`` LIF neurons driven by constant ``currents`` (nA), exactly as GeNN.
 
     Equal, spike for spike, to :func:`~spike_encode.engines.stepper.simulate_steps` and to
@@ -120,13 +120,18 @@ def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents
     closed form's assumptions (``Vreset >= Vthresh``, or ``ExpTC`` rounding to 0 or 1).
 
     On CPU the batch runs on NumPy views of the tensors (the same float32 operations,
-    several times faster on these sizes), in chunks of samples spread over
-    ``torch.get_num_threads()`` threads (:mod:`.parallel`).
+    several times faster on these sizes), in chunks of samples spread over ``threads``
+    threads (default ``torch.get_num_threads()``; :mod:`.parallel`).
+
+    Raises:
+        ValueError: ``threads`` is not a positive integer.
     """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive integer (or None: torch.get_num_threads()), got {threads!r}")
     if not _fast_path_applies(params):
         return simulate_steps(currents, params)
     if currents.device.type == "cpu":
-        return _simulate_numpy(currents.numpy(), params)
+        return _simulate_numpy(currents.numpy(), params, threads or torch.get_num_threads())
     batch, neurons = currents.shape
     c = LIFConstants.build(params, currents.device)
     where, k1 = _spikes(currents.reshape(-1), params, c)
@@ -134,7 +139,7 @@ def simulate_exact(currents: torch.Tensor, params: EncoderParams) -> SpikeEvents
     return SpikeEvents.from_unsorted(sample, k1, where - sample * neurons, batch, params.num_steps, neurons)
 
 
-def _simulate_numpy(currents: np.ndarray, params: EncoderParams) -> SpikeEvents:
+def _simulate_numpy(currents: np.ndarray, params: EncoderParams, threads: int) -> SpikeEvents:
     """:func:`simulate_exact` of a ``(B, N)`` float32 array: each chunk of samples packs its
     spikes into sorted :class:`KeyLayout` keys (``uint32`` where they fit); once every chunk
     has its keys (and so its place in the batch), each unpacks them into its slice of the
@@ -142,9 +147,9 @@ def _simulate_numpy(currents: np.ndarray, params: EncoderParams) -> SpikeEvents:
     batch, neurons = currents.shape
     layout = KeyLayout(params.num_steps, neurons)
     c = LIFConstants.build(params, "cpu").numpy()
-    chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch)
+    chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch, threads)
     keys: list[np.ndarray] = []
-    fields: list[np.ndarray] = []
+    fields: list[np.ndarray] = []  # one (3, S) array: its rows are SpikeEvents.indices() as they are
     starts: list[int] = []
 
     def chunk_keys(i: int) -> np.ndarray:
@@ -155,11 +160,11 @@ def _simulate_numpy(currents: np.ndarray, params: EncoderParams) -> SpikeEvents:
     def allocate(parts: list[np.ndarray]) -> None:
         keys.extend(parts)
         starts.extend(np.cumsum([0, *(len(k) for k in keys)]).tolist())
-        fields.extend(np.empty(starts[-1], dtype=np.int64) for _ in range(3))
+        fields.append(np.empty((3, starts[-1]), dtype=np.int64))
 
     def unpack(i: int) -> None:
         part = slice(starts[i], starts[i + 1])
-        layout.unpack(keys[i], chunks[i][0], *(f[part] for f in fields))
+        layout.unpack(keys[i], chunks[i][0], *fields[0][:, part])
 
-    run_in_two_rounds(chunk_keys, allocate, unpack, len(chunks))
-    return SpikeEvents(*(torch.from_numpy(f) for f in fields), batch, params.num_steps, neurons)
+    run_in_two_rounds(chunk_keys, allocate, unpack, len(chunks), threads)
+    return SpikeEvents(*torch.from_numpy(fields[0]), batch, params.num_steps, neurons)
