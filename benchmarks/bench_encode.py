@@ -119,7 +119,8 @@ def main() -> None:
     dense = LatencyEncode(backend="torch", device=args.device, output="dense")
     bs = args.batch_size
     batches = [images[i : i + bs] for i in range(0, len(images), bs)]
-    dense_batches = [images[i : i + bs] for i in range(0, args.dense_images, bs)]
+    dense_batches = [images[i : min(i + bs, args.dense_images)] for i in range(0, args.dense_images, bs)]
+    step_batches = [images[i : min(i + bs, args.baseline_images)] for i in range(0, args.baseline_images, bs)]
     buffer = torch.empty((len(dense_batches[0]), sparse.num_steps, 784), device=args.device)
 
     def sync() -> None:
@@ -153,9 +154,8 @@ def main() -> None:
         sync()
 
     def baseline() -> None:
-        for i in range(0, args.baseline_images, bs):
-            simulate_steps(normalised_currents(images[i : i + bs].reshape(-1, 784), sparse.params.input_scale),
-                           sparse.params)
+        for b in step_batches:
+            simulate_steps(normalised_currents(b.reshape(-1, 784), sparse.params.input_scale), sparse.params)
         sync()
 
     n_dense = sum(len(b) for b in dense_batches)
@@ -168,7 +168,7 @@ def main() -> None:
         Row("dense_raster_out", n_dense, args.threads, lambda: dense_via_raster(True)),
         Row("step_loop", args.baseline_images, args.threads, baseline),
     ]
-    batch_count = {"sparse": len(batches), "dense": len(dense_batches), "step": -(-args.baseline_images // bs)}
+    batch_count = {"sparse": len(batches), "dense": len(dense_batches), "step": len(step_batches)}
 
     # untimed: the spikes of one thread and of several, and against GeNN's golden file
     torch.set_num_threads(1)

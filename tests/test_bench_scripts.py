@@ -116,7 +116,7 @@ def test_bench_peers_quick_run_and_plots(tmp_path, data_root, bench_modules):
 def test_bench_encode_quick_run_and_plot(tmp_path, data_root):
     out = tmp_path / "encode.json"
     cmd = [sys.executable, str(BENCH / "bench_encode.py"), "--quick", "--data-root", str(data_root),
-           "--images", "200", "--dense-images", "100", "--baseline-images", "50", "--batch-size", "100",
+           "--images", "200", "--dense-images", "60", "--baseline-images", "50", "--batch-size", "100",
            "--repeats", "1", "--threads", "2", "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -126,7 +126,8 @@ def test_bench_encode_quick_run_and_plot(tmp_path, data_root):
                          "dense_raster_fresh", "dense_raster_out", "step_loop"}
     assert (rows["sparse_engine_threads"]["threads"], rows["sparse_engine_threads"]["torch_threads"]) == (2, 1)
     assert (rows["sparse_1_thread"]["threads"], rows["sparse_default_threads"]["threads"]) == (1, 2)
-    assert rows["sparse_1_thread"]["images"] == 200 and rows["dense_raster_out"]["images"] == 100
+    assert rows["sparse_1_thread"]["images"] == 200 and rows["dense_raster_out"]["images"] == 60
+    assert rows["step_loop"]["images"] == 50
     assert payload["threads_speedup"] == pytest.approx(
         rows["sparse_default_threads"]["images_per_s"] / rows["sparse_1_thread"]["images_per_s"])
     assert payload["same_spikes_one_and_default_threads"] is True
@@ -138,4 +139,4 @@ def test_bench_encode_quick_run_and_plot(tmp_path, data_root):
                           capture_output=True, text=True, timeout=60)
     assert plot.returncode == 0, plot.stderr[-2000:]
     assert (tmp_path / "encode.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| dense float32, dense_raster(out=) (reused) | 100 | 2 |" in plot.stdout
+    assert "| dense float32, dense_raster(out=) (reused) | 60 | 2 |" in plot.stdout
