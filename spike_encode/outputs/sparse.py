@@ -18,10 +18,8 @@ def spike_events_to_sparse(ev: SpikeEvents, batched: bool = True) -> torch.Tenso
 
     ``ev`` must be sorted by (sample, step, neuron) without repeats, as every
     :class:`~spike_encode.events.SpikeEvents` is: the result is marked coalesced."""
-    if batched:
-        indices, shape = torch.stack([ev.sample, ev.step, ev.neuron]), ev.shape
-    else:
-        indices, shape = torch.stack([ev.step, ev.neuron]), ev.shape[1:]
+    indices = ev.indices()  # no copy for the CPU engine's events
+    indices, shape = (indices, ev.shape) if batched else (indices[1:], ev.shape[1:])
     values = torch.ones(len(ev), dtype=torch.float32, device=indices.device)
     return torch.sparse_coo_tensor(indices, values, shape, is_coalesced=True, check_invariants=False)
 
