@@ -123,8 +123,9 @@ class EncoderParams:
         dt: simulation time step (ms).
         present_time_ms: presentation window per image (ms); simulated for
             ``num_steps = round(present_time_ms / dt)`` steps, as the tutorial does.
-        input_scale: current (nA) that a whole image injects once its pixels are
-            normalised to sum to 1.
+        input_scale: current (nA) that a whole 784-pixel image injects once its pixels are
+            normalised to sum to 1 (the ``"contrast"`` input rule scales it by ``N / 784``
+            for ``N`` neurons; see :mod:`spike_encode.inputs`).
         lif: the projection neurons' LIF parameters.
         arithmetic: how GeNN's float32 LIF update is computed: ``"ieee"`` (default), one
             rounding per operation as GeNN's CPU backend does (the golden files);
