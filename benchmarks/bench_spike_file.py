@@ -105,7 +105,7 @@ def main() -> None:
             print(f"{order_name}: " + ", ".join(f"{n} {s:.3f} s" for n, s in medians.items())
                   + f"; pread/memmap {results[order_name]['pread_over_memmap']:.2f}")
         size = path.stat().st_size
-    print(f"open: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in opening.items()) + f" ({size / 2**20:.1f} MiB)")
+    print("open: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in opening.items()) + f" ({size / 2**20:.1f} MiB)")
     out = save(f"spike-file-cpu{'-test' if args.test else ''}", {
         "machine": machine(),
         "images": len(images),
