@@ -211,18 +211,17 @@ def test_chunks_run_on_the_pool_only_with_more_than_one_thread():
 def test_a_held_up_pool_thread_does_not_hold_up_the_batch():
     import threading
 
-    from spike_encode.engines.parallel import _executor, run_in_two_rounds
+    from spike_encode.engines.parallel import helpers, run_in_two_rounds
 
-    release = threading.Event()
-    blocker = _executor(1).submit(release.wait, 10)  # the pool's only thread is busy elsewhere
+    release, held = threading.Event(), threading.Event()
+    helpers(1).submit(lambda: held.set() or release.wait(10))  # the only helper is busy elsewhere
+    assert held.wait(10)
     try:
         out = []
         run_in_two_rounds(lambda i: i, out.extend, out.append, 6, 2)  # this thread does it all
-        assert not blocker.done(), "the batch waited for the held-up thread"
-        assert out == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]
+        assert not release.is_set() and out == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]
     finally:
         release.set()
-        blocker.result(timeout=10)
 
 
 def _encode_in_child(queue) -> None:
@@ -266,3 +265,21 @@ def test_an_error_in_a_chunk_reaches_the_caller(where):
               fail(where == "between"), fail(where == "second round")]
     with pytest.raises(ValueError, match=f"failed in the {where}"):
         run_in_two_rounds(*rounds, 4, 2)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_lowest_failing_chunk_names_the_error_whatever_the_threads(threads):
+    import time
+
+    from spike_encode.engines.parallel import run_in_two_rounds
+
+    def first(i):
+        if i in (1, 3):
+            time.sleep(0.05 if i == 1 else 0)  # chunk 3 fails first
+            raise ValueError(f"chunk {i}")
+        return i
+
+    for _ in range(3):
+        with pytest.raises(ValueError, match="chunk 1"):
+            run_in_two_rounds(first, lambda results: pytest.fail("between ran"),
+                              lambda i: pytest.fail("second round ran"), 5, threads)
