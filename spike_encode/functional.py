@@ -19,7 +19,8 @@ import torch
 
 from .devices import resolve_device
 from .engines.registry import Engine, check_backend_name, make_engine
-from .inputs import as_image_batch, input_currents
+from .currents import InputCurrents
+from .inputs import as_image_batch
 from .outputs import OutputFormat, output_format
 from .outputs.dense import Dense
 from .outputs.events import EventList
@@ -91,7 +92,7 @@ def encode_images(images: Any, spec: EncodingSpec, output: OutputFormat, *, back
     batch, batched = as_image_batch(images)
     if device is not None:
         batch = batch.to(device)
-    currents = input_currents(batch, spec)
+    currents = InputCurrents(batch, spec)
     _, engine = engine_for(backend, spec, device, cache_dir)
     events = engine(currents)
     height, width = batch.shape[-2:]

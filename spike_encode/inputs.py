@@ -12,12 +12,17 @@ import torch
 from .errors import ImageError
 from .spec import CHANNEL_POLICIES, INPUT_RULES, EncodingSpec
 
-__all__ = ["CHANNEL_POLICIES", "INPUT_RULES", "REFERENCE_NEURONS", "ImageError", "as_image_batch", "background_levels",
-           "contrast_currents", "input_currents", "luma", "normalised_currents", "select_channels", "to_tensor"]
+__all__ = ["CHANNEL_POLICIES", "EMPTY_IMAGE", "INPUT_RULES", "REFERENCE_NEURONS", "ImageError", "as_image_batch",
+           "background_levels", "check_plain_tensor", "contrast_currents", "input_currents", "input_rule", "luma",
+           "normalised_currents", "select_channels", "to_tensor"]
 
 #: Neurons of the tutorial's images (28 x 28 MNIST): the ``"contrast"`` rule gives an image
 #: of ``N`` neurons ``input_scale * N / REFERENCE_NEURONS`` nA in all.
 REFERENCE_NEURONS = 784
+
+EMPTY_IMAGE = ("has all-zero pixels: it cannot be normalised to sum to 1 (the tutorial's division "
+               "would give NaN currents)")
+"""How an all-zero image is refused."""
 
 # ITU-R 601-2 luma in PIL's 16-bit fixed point (R + G + B weights sum to 65536), and as fractions
 _LUMA_FIXED = (19595, 38470, 7471)
@@ -92,7 +97,7 @@ def to_tensor(images: Any) -> torch.Tensor:
             (ragged) tensors, sparse layouts and the ``meta`` device.
     """
     if isinstance(images, torch.Tensor):
-        _check_plain_tensor(images)
+        check_plain_tensor(images)
         return images.detach().as_subclass(torch.Tensor)
     if isinstance(images, np.ndarray):
         if not images.dtype.isnative:
@@ -114,7 +119,7 @@ def to_tensor(images: Any) -> torch.Tensor:
     )
 
 
-def _check_plain_tensor(images: torch.Tensor) -> None:
+def check_plain_tensor(images: torch.Tensor) -> None:
     """Refuse tensors whose pixels cannot be read as one dense array."""
     if images.is_nested:
         raise TypeError("images is a nested tensor (images of different sizes); give a (B, C, H, W) batch "
@@ -263,8 +268,7 @@ def _check_totals(totals: torch.Tensor) -> None:
     empty = totals[:, 0] <= 0
     if bool(empty.any()):
         sample = int(empty.nonzero()[0, 0])
-        raise ImageError(sample, "has all-zero pixels: it cannot be normalised to sum to 1 (the "
-                                 "tutorial's division would give NaN currents)")
+        raise ImageError(sample, EMPTY_IMAGE)
 
 
 def _scaled(shares: torch.Tensor, input_scale: float) -> torch.Tensor:
@@ -355,6 +359,11 @@ def contrast_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tensor:
 _RULES = {"sum": normalised_currents, "contrast": contrast_currents}
 
 
+def input_rule(pixels: torch.Tensor, spec: EncodingSpec) -> torch.Tensor:
+    """``spec``'s input rule on ``(B, N)`` pixels: the ``(B, N)`` float32 currents (nA)."""
+    return _RULES[spec.input_rule](pixels, spec.params.input_scale)
+
+
 def input_currents(images: torch.Tensor, spec: EncodingSpec) -> torch.Tensor:
     """The ``(B, N)`` float32 input currents (nA) of a ``(B, C, H, W)`` batch under ``spec``:
     its channel policy, then its input rule (``"sum"``: :func:`normalised_currents`,
@@ -364,6 +373,6 @@ def input_currents(images: torch.Tensor, spec: EncodingSpec) -> torch.Tensor:
         TypeError: for images on the ``meta`` device (no pixel values).
         ImageError: naming the image, for pixels the rule cannot turn into currents.
     """
-    _check_plain_tensor(images)
+    check_plain_tensor(images)
     batch = select_channels(images, spec.channels)
-    return _RULES[spec.input_rule](batch.reshape(batch.shape[0], -1), spec.params.input_scale)
+    return input_rule(batch.reshape(batch.shape[0], -1), spec)

@@ -33,6 +33,7 @@ import torch
 
 from ..build_cache import cached_build, discard
 from ..cache_dir import default_cache_dir
+from ..currents import InputCurrents, dense_currents
 from ..errors import BackendUnavailableError
 from ..params import EncoderParams
 from ..spec import NeuronSpec
@@ -336,8 +337,9 @@ class GeNNEngine:
         self._loaded[key] = self._loaded.pop(key)  # most recently used last
         return self._loaded[key]
 
-    def __call__(self, currents: torch.Tensor) -> SpikeEvents:
+    def __call__(self, currents: InputCurrents | torch.Tensor) -> SpikeEvents:
         """Spikes of ``(B, N)`` neurons driven by constant ``currents`` (nA)."""
+        currents = dense_currents(currents)
         total, n = currents.shape
         steps, samples, neurons = [], [], []
         for start in range(0, total, self.max_batch):

@@ -1,6 +1,7 @@
 """The engines spike_encode can run, registered with what each can run.
 
-An engine turns ``(B, N)`` input currents (nA) into :class:`~spike_encode.events.SpikeEvents`.
+An engine turns a batch's input currents (:class:`~spike_encode.currents.InputCurrents`,
+or their ``(B, N)`` tensor, nA) into :class:`~spike_encode.events.SpikeEvents`.
 Each :class:`EngineInfo` says which devices, precisions, neuron models and arithmetic it
 computes, whether it is installed here, and how to make it; ``backend="auto"``, the CLI's
 ``--backend`` choices and :func:`make_engine` read :data:`ENGINES`. A new engine is one
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..currents import InputCurrents
 from ..errors import BackendUnavailableError
 from ..events import SpikeEvents
 from ..spec import EncodingSpec
@@ -26,7 +28,8 @@ __all__ = ["AUTO", "ENGINES", "Engine", "EngineInfo", "backend_names", "check_ba
 #: The backend name that lets spike_encode choose.
 AUTO = "auto"
 
-Engine = Callable[[torch.Tensor], SpikeEvents]
+#: An engine: the spike events of a batch's input currents (or of their ``(B, N)`` tensor, nA).
+Engine = Callable[[InputCurrents | torch.Tensor], SpikeEvents]
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ import functools
 import numpy as np
 import torch
 
-from ..params import EncoderParams
+from ..currents import InputCurrents, dense_currents, driven_of_dense
 from ..events import KeyLayout, SpikeEvents
+from ..params import EncoderParams
 from .crossing_table import UNKNOWN, crossing_table, replay_first_crossing
 from .lif import ArrayT, LIFConstants, lif_alpha
 from .parallel import run_in_two_rounds, sample_chunks
@@ -85,18 +86,28 @@ def prepare(params: EncoderParams) -> None:
         crossing_table(params)
 
 
-def _spikes(flat: ArrayT, params: EncoderParams, c: LIFConstants) -> tuple[ArrayT, ArrayT]:
-    """Every spike of the flattened ``(B, N)`` neurons driven by ``flat`` currents (nA), in
-    no particular order: ``(position in flat, step)``, int64 arrays of ``flat``'s kind."""
+def _complement(positions: ArrayT, size: int) -> ArrayT:
+    """The positions ``0..size`` that are not in ``positions``."""
+    if isinstance(positions, np.ndarray):
+        rest = np.ones(size, dtype=bool)
+    else:
+        rest = torch.ones(size, dtype=torch.bool, device=positions.device)
+    rest[positions] = False
+    return _nonzero(rest)
+
+
+def _spikes(driven: ArrayT, currents: ArrayT, size: int, params: EncoderParams, c: LIFConstants) -> tuple[ArrayT, ArrayT]:
+    """Every spike of ``size`` flattened neurons, of which those at ``driven`` have the
+    ``currents`` (nA) above 0 and the others none, in no particular order: ``(position,
+    step)``, int64 arrays of ``driven``'s kind."""
     T = params.num_steps
     # Neurons without input current (most pixels of a digit) share one trajectory: settle it
     # once per parameter set, and look up the others only.
-    driven = _nonzero(flat != 0)
-    fired, n1 = first_crossings(lif_alpha(flat[driven], c), params, c)
+    fired, n1 = first_crossings(lif_alpha(currents, c), params, c)
     where = driven[fired]
     n0 = _undriven_crossing(params)
     if n0 <= T:  # undriven neurons fire too (a large Ioffset)
-        undriven = _nonzero(flat == 0)
+        undriven = _complement(driven, size)
         where, n1 = _cat(where, undriven), _cat(n1, undriven * 0 + n0)  # n0 for each, same array kind
     k1 = n1 - 1
     if params.at_most_one_spike:
@@ -112,39 +123,49 @@ def _spikes(flat: ArrayT, params: EncoderParams, c: LIFConstants) -> tuple[Array
     return where, k1
 
 
-def simulate_exact(currents: torch.Tensor, params: EncoderParams, *, threads: int | None = None) -> SpikeEvents:
+def simulate_exact(currents: InputCurrents | torch.Tensor, params: EncoderParams, *,
+                   threads: int | None = None) -> SpikeEvents:
     """Spikes of ``(B, N)`` LIF neurons driven by constant ``currents`` (nA), exactly as GeNN.
 
     Equal, spike for spike, to :func:`~spike_encode.engines.stepper.simulate_steps` and to
     GeNN's single-threaded CPU backend; falls back to stepping for parameter sets outside the
     closed form's assumptions (``Vreset >= Vthresh``, or ``ExpTC`` rounding to 0 or 1).
 
-    On CPU the batch runs on NumPy views of the tensors (the same float32 operations,
-    several times faster on these sizes), in chunks of samples spread over ``threads``
-    threads (default ``torch.get_num_threads()``; :mod:`.parallel`).
+    On CPU the batch runs on NumPy arrays (the same float32 operations, several times
+    faster on these sizes), in chunks of samples spread over ``threads`` threads (default
+    ``torch.get_num_threads()``; :mod:`.parallel`); :class:`~spike_encode.currents.InputCurrents`
+    of uint8 images make each chunk's currents in its thread.
 
     Raises:
         ValueError: ``threads`` is not a positive integer.
+        ImageError: an all-zero image among uint8 ``InputCurrents``.
     """
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive integer (or None: torch.get_num_threads()), got {threads!r}")
     if not _fast_path_applies(params):
-        return simulate_steps(currents, params)
+        return simulate_steps(dense_currents(currents), params)
     if currents.device.type == "cpu":
-        return _simulate_numpy(currents.numpy(), params, threads or torch.get_num_threads())
-    batch, neurons = currents.shape
-    c = LIFConstants.build(params, currents.device)
-    where, k1 = _spikes(currents.reshape(-1), params, c)
+        return _simulate_numpy(currents, params, threads or torch.get_num_threads())
+    dense = dense_currents(currents)
+    batch, neurons = dense.shape
+    c = LIFConstants.build(params, dense.device)
+    flat = dense.reshape(-1)
+    driven = _nonzero(flat != 0)
+    where, k1 = _spikes(driven, flat[driven], flat.numel(), params, c)
     sample = torch.div(where, neurons, rounding_mode="floor")
     return SpikeEvents.from_unsorted(sample, k1, where - sample * neurons, batch, params.num_steps, neurons)
 
 
-def _simulate_numpy(currents: np.ndarray, params: EncoderParams, threads: int) -> SpikeEvents:
-    """:func:`simulate_exact` of a ``(B, N)`` float32 array: each chunk of samples packs its
-    spikes into sorted :class:`KeyLayout` keys (``uint32`` where they fit); once every chunk
-    has its keys (and so its place in the batch), each unpacks them into its slice of the
-    batch's int64 events."""
+def _simulate_numpy(currents: InputCurrents | torch.Tensor, params: EncoderParams, threads: int) -> SpikeEvents:
+    """:func:`simulate_exact` on the CPU: each chunk of samples packs its spikes into sorted
+    :class:`KeyLayout` keys (``uint32`` where they fit); once every chunk has its keys (and
+    so its place in the batch), each unpacks them into its slice of the batch's int64 events."""
     batch, neurons = currents.shape
+    if isinstance(currents, InputCurrents):
+        driven = currents.driven
+    else:
+        def driven(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+            return driven_of_dense(currents, start, stop)
     layout = KeyLayout(params.num_steps, neurons)
     c = LIFConstants.build(params, "cpu").numpy()
     chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch, threads)
@@ -153,7 +174,9 @@ def _simulate_numpy(currents: np.ndarray, params: EncoderParams, threads: int) -
     starts: list[int] = []
 
     def chunk_keys(i: int) -> np.ndarray:
-        where, k1 = _spikes(currents[chunks[i][0] : chunks[i][1]].reshape(-1), params, c)
+        start, stop = chunks[i]
+        positions, values = driven(start, stop)
+        where, k1 = _spikes(positions, values, (stop - start) * neurons, params, c)
         sample = where // neurons
         return layout.sorted_keys(sample, k1, where - sample * neurons)
 
