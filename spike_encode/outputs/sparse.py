@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 from ..events import SpikeEvents
@@ -20,8 +21,17 @@ def spike_events_to_sparse(ev: SpikeEvents, batched: bool = True) -> torch.Tenso
     :class:`~spike_encode.events.SpikeEvents` is: the result is marked coalesced."""
     indices = ev.indices()  # no copy for the CPU engine's events
     indices, shape = (indices, ev.shape) if batched else (indices[1:], ev.shape[1:])
-    values = torch.ones(len(ev), dtype=torch.float32, device=indices.device)
-    return torch.sparse_coo_tensor(indices, values, shape, is_coalesced=True, check_invariants=False)
+    return torch.sparse_coo_tensor(indices, _ones(len(ev), indices.device), shape, is_coalesced=True,
+                                   check_invariants=False)
+
+
+def _ones(count: int, device: torch.device) -> torch.Tensor:
+    """``count`` float32 ones. On the CPU filled by NumPy: torch fills large tensors on its
+    OpenMP threads, which then keep polling a core for a while, the one the CPU engine's
+    helper thread needs for the next batch."""
+    if device.type == "cpu":
+        return torch.from_numpy(np.ones(count, dtype=np.float32))
+    return torch.ones(count, dtype=torch.float32, device=device)
 
 
 def _shaped_sparse(ev: SpikeEvents, image_shape: tuple[int, int, int] | None, batched: bool) -> torch.Tensor:
@@ -32,7 +42,7 @@ def _shaped_sparse(ev: SpikeEvents, image_shape: tuple[int, int, int] | None, ba
     shape = (ev.num_steps, *image_shape)
     if batched:
         rows, shape = [ev.sample, *rows], (ev.batch_size, *shape)
-    values = torch.ones(len(ev), dtype=torch.float32, device=ev.step.device)
+    values = _ones(len(ev), ev.step.device)
     # row-major (c, h, w) keeps the (sample, step, neuron) order: still coalesced
     return torch.sparse_coo_tensor(torch.stack(rows), values, shape, is_coalesced=True, check_invariants=False)
 
