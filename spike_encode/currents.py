@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .inputs import check_plain_tensor, input_rule, select_channels
+from .inputs import REFERENCE_NEURONS, check_plain_tensor, input_rule, select_channels
 from .spec import EncodingSpec
 from .uint8_currents import MAX_NEURONS, driven_currents
 
-__all__ = ["InputCurrents", "dense_currents", "driven_of_dense"]
+__all__ = ["InputCurrents", "as_input_currents"]
 
 
 class InputCurrents:
@@ -40,6 +40,22 @@ class InputCurrents:
                           and self.pixels.shape[1] <= MAX_NEURONS)
         self._dense = None if self.by_chunks else input_rule(self.pixels, spec)
 
+    @classmethod
+    def of_tensor(cls, currents: torch.Tensor) -> "InputCurrents":
+        """Currents given as a ``(B, N)`` float32 tensor (nA).
+
+        Raises:
+            TypeError: ``currents`` is not a 2-d float32 tensor (the neurons' float32 arithmetic
+                starts from float32 currents).
+        """
+        if not isinstance(currents, torch.Tensor) or currents.dtype != torch.float32 or currents.dim() != 2:
+            what = f"{currents.dtype} tensor of shape {tuple(currents.shape)}" if isinstance(currents, torch.Tensor) \
+                else type(currents).__name__
+            raise TypeError(f"currents must be a (B, N) float32 tensor (nA), got a {what}")
+        made = cls.__new__(cls)
+        made.pixels, made.spec, made.by_chunks, made._dense = currents, None, False, currents
+        return made
+
     @property
     def shape(self) -> tuple[int, int]:
         """``(B, N)``: images and neurons per image."""
@@ -56,6 +72,20 @@ class InputCurrents:
             self._dense = input_rule(self.pixels, self.spec)
         return self._dense
 
+    @property
+    def rule_scale(self) -> float:
+        """The current (nA) the rule shares out over one image (``"contrast"``: ``input_scale * N / 784``)."""
+        scale = self.spec.params.input_scale
+        return scale * (self.shape[1] / REFERENCE_NEURONS) if self.spec.input_rule == "contrast" else scale
+
+    def rows(self, start: int, stop: int) -> tuple[np.ndarray, bool]:
+        """Samples ``start..stop`` as an engine that applies the uint8 rule itself takes
+        them: their ``(R, N)`` uint8 pixels and ``True`` (the rule still to apply) where
+        :attr:`by_chunks`, else their float32 currents (nA) and ``False``. CPU only."""
+        if self.by_chunks:
+            return self.pixels[start:stop].numpy(), True
+        return self._dense[start:stop].numpy(), False
+
     def driven(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """The neurons of samples ``start..stop`` with current above 0: flat int64 positions
         (``(sample - start) * N + neuron``, ascending) and their float32 currents (nA).
@@ -67,18 +97,12 @@ class InputCurrents:
                 when the currents were made).
         """
         if self.by_chunks:
-            return driven_currents(self.pixels[start:stop].numpy(), self.spec.input_rule,
-                                   self.spec.params.input_scale, start)
-        return driven_of_dense(self._dense, start, stop)
+            return driven_currents(self.pixels[start:stop].numpy(), self.spec.input_rule, self.rule_scale, start)
+        flat = self._dense[start:stop].numpy().reshape(-1)
+        positions = np.flatnonzero(flat != 0)  # of a bool mask: several times faster than of the floats
+        return positions, flat[positions]
 
 
-def driven_of_dense(currents: torch.Tensor, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    """:meth:`InputCurrents.driven` of a ``(B, N)`` float32 CPU tensor of currents (nA)."""
-    flat = currents[start:stop].numpy().reshape(-1)
-    positions = np.flatnonzero(flat != 0)  # of a bool mask: several times faster than of the floats
-    return positions, flat[positions]
-
-
-def dense_currents(currents: InputCurrents | torch.Tensor) -> torch.Tensor:
-    """The ``(B, N)`` tensor of currents (nA) an engine was given either way."""
-    return currents.dense() if isinstance(currents, InputCurrents) else currents
+def as_input_currents(currents: InputCurrents | torch.Tensor) -> InputCurrents:
+    """What an engine was given, :class:`InputCurrents` or their ``(B, N)`` tensor (nA), as the former."""
+    return currents if isinstance(currents, InputCurrents) else InputCurrents.of_tensor(currents)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .inputs import EMPTY_IMAGE, REFERENCE_NEURONS, ImageError
+from .inputs import EMPTY_IMAGE, ImageError
 
 __all__ = ["MAX_NEURONS", "driven_currents"]
 
@@ -36,11 +36,12 @@ def _background(pixels: np.ndarray) -> np.ndarray:
     return median + np.partition(deviation, rank, axis=1)[:, rank]
 
 
-def driven_currents(pixels: np.ndarray, rule: str, input_scale: float,
+def driven_currents(pixels: np.ndarray, rule: str, scale: float,
                     first_sample: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The neurons with input current and their currents (nA) under ``rule`` (``"sum"`` or
     ``"contrast"``, :mod:`spike_encode.inputs`), for ``(R, N)`` uint8 pixels with ``N <=
-    MAX_NEURONS``.
+    MAX_NEURONS``; ``scale``: the current of a whole image (nA; under ``"contrast"``
+    ``input_scale * N / 784``).
 
     Returns:
         Flat positions (int64, ascending, ``row * N + neuron``) of the neurons whose current
@@ -54,9 +55,7 @@ def driven_currents(pixels: np.ndarray, rule: str, input_scale: float,
     positions = np.flatnonzero(flat != 0)  # of a bool mask: several times faster than of the pixels
     bounds = _row_bounds(positions, rows, neurons)
     excess = flat
-    scale = input_scale
     if rule == "contrast":
-        scale = input_scale * (neurons / REFERENCE_NEURONS)
         # a level above 0 needs fewer than half the pixels at 0 (the lower median is then > 0)
         lit = np.flatnonzero(neurons - np.diff(bounds) <= (neurons - 1) // 2)
         if len(lit):

@@ -46,6 +46,19 @@ def _need(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(params=["compiled", "numpy"], ids=["compiled loop", "numpy"])
+def cpu_path(request, monkeypatch) -> str:
+    """The CPU engine's path under test: the compiled loop (numba, the "fast" extra) or NumPy."""
+    from spike_encode.engines.compiled import DISABLE_ENV
+
+    if request.param == "compiled":
+        pytest.importorskip("numba", reason="the compiled CPU loop needs numba (pip install 'spike_encode[fast]')")
+        monkeypatch.delenv(DISABLE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(DISABLE_ENV, "1")
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     return _need(DATA_ROOT / "MNIST" / "raw").parents[1]

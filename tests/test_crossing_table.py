@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from spike_encode import EncoderParams, LIFParams
+from spike_encode import EncoderParams, EncodingSpec, LIFParams
+from spike_encode.currents import InputCurrents
 from spike_encode.engines import crossing_table as ct
 from spike_encode.engines import simulate_exact, simulate_steps
 from spike_encode.engines.lif import LIFConstants, lif_alpha
@@ -116,7 +117,7 @@ def test_tensor_paths_match_the_ndarray_paths():
 
 
 @pytest.mark.slow  # reads MNIST
-def test_over_budget_bands_are_replayed_batch_by_batch(monkeypatch, mnist_test):
+def test_over_budget_bands_are_replayed_batch_by_batch(monkeypatch, mnist_test, cpu_path):
     params = EncoderParams(present_time_ms=25.0)  # a parameter set no other test tabulates
     monkeypatch.setattr(ct, "ENUMERATION_BUDGET", 0)
     ct.crossing_table.cache_clear()
@@ -129,6 +130,9 @@ def test_over_budget_bands_are_replayed_batch_by_batch(monkeypatch, mnist_test):
         fast, slow = simulate_exact(currents, params), simulate_steps(currents, params)
         for name in ("sample", "step", "neuron"):
             assert torch.equal(getattr(fast, name), getattr(slow, name)), name
+        # from the pixels, the compiled loop hands its chunks to NumPy's replay
+        from_pixels = simulate_exact(InputCurrents(mnist_test[0][:32], EncodingSpec(params, input_rule="sum")), params)
+        assert torch.equal(from_pixels.indices(), fast.indices())
     finally:
         ct.crossing_table.cache_clear()
 

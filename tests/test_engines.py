@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from spike_encode import EncoderParams, LIFParams
+from spike_encode import EncoderParams, EncodingSpec, LIFParams
+from spike_encode.currents import InputCurrents
 from spike_encode.engines import simulate_exact, simulate_steps
 from spike_encode.engines.lif import LIFConstants, lif_alpha
 from spike_encode.engines.torch_engine import first_crossings
@@ -45,15 +46,19 @@ def random_params(rng: np.random.Generator) -> EncoderParams:
 
 @pytest.mark.slow  # reads MNIST
 @pytest.mark.parametrize("seed", range(12))
-def test_fast_engine_equals_step_loop_for_random_parameters(seed, mnist_test):
+def test_fast_engine_equals_step_loop_for_random_parameters(seed, mnist_test, cpu_path):
     rng = np.random.default_rng(seed)
     params = random_params(rng)
     images = mnist_test[0][rng.choice(10000, 64, replace=False)]
-    fast = assert_same_spikes(normalised_currents(images.reshape(64, -1), params.input_scale), params)
+    currents = normalised_currents(images.reshape(64, -1), params.input_scale)
+    fast = assert_same_spikes(currents, params)
     assert len(fast) > 0, f"parameters {params} fire nothing: the comparison proves little"
+    # uint8 images make their currents chunk by chunk (in the compiled loop, or NumPy): the same spikes
+    from_pixels = simulate_exact(InputCurrents(images, EncodingSpec(params, input_rule="sum")), params)
+    assert torch.equal(from_pixels.indices(), fast.indices())
 
 
-def test_fast_engine_equals_step_loop_on_random_float_images():
+def test_fast_engine_equals_step_loop_on_random_float_images(cpu_path):
     rng = torch.Generator().manual_seed(0)
     images = torch.rand((32, 3, 16, 16), generator=rng) ** 3  # float input, many channels
     params = EncoderParams(dt=0.1, present_time_ms=40.0, input_scale=400.0, lif=LIFParams(TauRefrac=2.0))
@@ -61,7 +66,7 @@ def test_fast_engine_equals_step_loop_on_random_float_images():
     assert (torch.bincount(fast.sample * 768 + fast.neuron) > 1).any(), "no neuron fired twice"
 
 
-def test_currents_at_the_edge_of_threshold_are_exact():
+def test_currents_at_the_edge_of_threshold_are_exact(cpu_path):
     # alphas densely around the value whose exact crossing falls on a step boundary: the
     # closed form alone is wrong for some of them; the float32 recurrence decides.
     params = EncoderParams()
@@ -100,11 +105,13 @@ def test_parameters_outside_the_closed_form_fall_back_to_stepping(lif, mnist_tes
 
 
 @pytest.mark.slow  # reads MNIST
-def test_neurons_without_input_fire_when_ioffset_drives_them(mnist_test):
+def test_neurons_without_input_fire_when_ioffset_drives_them(mnist_test, cpu_path):
     # Ioffset * Rmembrane = 30 mV drives every neuron, zero pixels included, to threshold in 81 steps
     params = EncoderParams(lif=LIFParams(Ioffset=0.3, TauRefrac=3.0))
     currents = normalised_currents(mnist_test[0][:6].reshape(6, -1), params.input_scale)
     fast = assert_same_spikes(currents, params)
+    from_pixels = simulate_exact(InputCurrents(mnist_test[0][:6], EncodingSpec(params, input_rule="sum")), params)
+    assert torch.equal(from_pixels.indices(), fast.indices())
     silent_pixels = (currents == 0).nonzero()
     fired = set(zip(fast.sample.tolist(), fast.neuron.tolist()))
     assert all((int(s), int(n)) in fired for s, n in silent_pixels[:50])
@@ -130,7 +137,7 @@ def torch_threads():
 
 
 @pytest.mark.parametrize("uint32_samples", [3, 0], ids=["uint32 keys, chunks of 3 samples", "int64 keys"])
-def test_a_batch_split_into_chunks_gives_the_step_loops_spikes(uint32_samples, monkeypatch, torch_threads):
+def test_a_batch_split_into_chunks_gives_the_step_loops_spikes(uint32_samples, monkeypatch, torch_threads, cpu_path):
     from spike_encode.engines import parallel
     from spike_encode.events import KeyLayout
 
@@ -143,7 +150,7 @@ def test_a_batch_split_into_chunks_gives_the_step_loops_spikes(uint32_samples, m
         assert_same_spikes(normalised_currents(images.reshape(20, -1), params.input_scale), params)
 
 
-def test_two_threads_give_one_threads_spikes(torch_threads):
+def test_two_threads_give_one_threads_spikes(torch_threads, cpu_path):
     params = EncoderParams(lif=LIFParams(TauRefrac=2.0))  # neurons fire repeatedly
     currents = normalised_currents(digit_like(1000, 0).reshape(1000, -1), params.input_scale)
     torch_threads(1)
@@ -283,3 +290,28 @@ def test_the_lowest_failing_chunk_names_the_error_whatever_the_threads(threads):
         with pytest.raises(ValueError, match="chunk 1"):
             run_in_two_rounds(first, lambda results: pytest.fail("between ran"),
                               lambda i: pytest.fail("second round ran"), 5, threads)
+
+
+@pytest.mark.slow  # spawns a process
+def test_without_numba_the_numpy_path_encodes_the_same_spikes(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "no_numba.py"
+    script.write_text(
+        "import sys\n"
+        "sys.modules['numba'] = None  # as if the 'fast' extra were not installed\n"
+        "import torch\n"
+        "from spike_encode import latency_encode\n"
+        "from spike_encode.engines import compiled\n"
+        "assert not compiled.available() and compiled.uint8_chunk_spikes is None\n"
+        "images = torch.load(sys.argv[1])\n"
+        "torch.save(latency_encode(images, backend='torch').indices(), sys.argv[2])\n")
+    images = digit_like(300, 4)
+    torch.save(images, tmp_path / "images.pt")
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "images.pt"), str(tmp_path / "out.pt")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    from spike_encode import latency_encode
+
+    assert torch.equal(torch.load(tmp_path / "out.pt"), latency_encode(images, backend="torch").indices())

@@ -37,7 +37,7 @@ def threads(request):
 
 
 @pytest.mark.parametrize("name", GOLDEN_NAMES)
-def test_torch_engine_reproduces_golden_file_exactly(name, mnist_test, threads):
+def test_torch_engine_reproduces_golden_file_exactly(name, mnist_test, threads, cpu_path):
     golden = load_golden(name)
     images = mnist_test[0][golden.first_image : golden.first_image + golden.num_samples]
     enc = _encoder(golden.params, "cpu")

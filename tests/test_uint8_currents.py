@@ -62,7 +62,7 @@ def test_chunk_currents_are_the_reference_rule_bit_for_bit(seed, kind, rule, cha
 
 
 @pytest.mark.parametrize("rule", INPUT_RULES)
-def test_the_spikes_of_uint8_images_are_those_of_their_dense_currents_at_any_threads(rule):
+def test_the_spikes_of_uint8_images_are_those_of_their_dense_currents_at_any_threads(rule, cpu_path):
     rng = np.random.default_rng(3)
     images = torch.from_numpy(_images(rng, "mixed", 150, 1, 28))
     spec = EncodingSpec(input_rule=rule)
@@ -75,7 +75,7 @@ def test_the_spikes_of_uint8_images_are_those_of_their_dense_currents_at_any_thr
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("rule", INPUT_RULES)
-def test_an_all_zero_uint8_image_is_refused_naming_the_first_one(rule, threads):
+def test_an_all_zero_uint8_image_is_refused_naming_the_first_one(rule, threads, cpu_path):
     images = torch.from_numpy(_images(np.random.default_rng(0), "digits", 400, 1, 28))
     images[images.reshape(400, -1).sum(dim=1) == 0] = 9
     images[371] = 0
@@ -112,7 +112,7 @@ def test_driven_currents_need_nothing_of_the_rest_of_the_batch():
     np.testing.assert_array_equal(whole[1], np.concatenate([v for _, v in parts]))
 
 
-def test_encoding_uint8_and_float_pixels_of_the_same_values_gives_the_same_spikes():
+def test_encoding_uint8_and_float_pixels_of_the_same_values_gives_the_same_spikes(cpu_path):
     images = torch.from_numpy(_images(np.random.default_rng(9), "mixed", 40, 3, 16))
     for rule in INPUT_RULES:
         a = latency_encode(images, backend="torch", input_rule=rule)

@@ -13,13 +13,16 @@ same state it started from, so every later spike follows at a fixed period.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from ..currents import InputCurrents, dense_currents, driven_of_dense
+from ..currents import InputCurrents, as_input_currents
 from ..events import KeyLayout, SpikeEvents
+from ..inputs import EMPTY_IMAGE, ImageError
 from ..params import EncoderParams
+from . import compiled
 from .crossing_table import UNKNOWN, crossing_table, replay_first_crossing
 from .lif import ArrayT, LIFConstants, lif_alpha
 from .parallel import run_in_two_rounds, sample_chunks
@@ -80,10 +83,31 @@ def _undriven_crossing(params: EncoderParams) -> int:
 
 
 def prepare(params: EncoderParams) -> None:
-    """Make ``params``' crossing table now (once per parameter set and process), not at the
-    first batch; DataLoader workers forked afterwards inherit it."""
+    """Make ``params``' crossing table (and compile the CPU loop, where numba is here) now,
+    once per parameter set and process, not at the first batch; DataLoader workers forked
+    afterwards inherit them."""
     if _fast_path_applies(params):
         crossing_table(params)
+        if _compiled_applies(params):
+            constants = _kernel_constants(params)
+            compiled.uint8_chunk_spikes(np.ones((1, 1), np.uint8), True, np.float32(1), *constants, np.empty(1, np.int64))
+            compiled.current_chunk_spikes(np.ones((1, 1), np.float32), *constants, np.empty(1, np.int64))
+
+
+def _compiled_applies(params: EncoderParams) -> bool:
+    """Whether the compiled loop computes ``params`` here (it leaves fused arithmetic to NumPy)."""
+    return compiled.available() and params.arithmetic == "ieee"
+
+
+def _kernel_constants(params: EncoderParams) -> tuple:
+    """The compiled loop's arguments after the rule's: the LIF constants, the crossing table,
+    the undriven neurons' crossing, the window and the extra steps between repeated spikes."""
+    c = LIFConstants.build(params, "cpu").numpy()
+    table = crossing_table(params)
+    T = params.num_steps
+    return ((c.i_offset, c.r_membrane, c.v_rest, c.v_reset),
+            (table.buckets.shift, table.buckets.base, table.buckets.code, table.bounds, table.steps),
+            _undriven_crossing(params), T, T if params.at_most_one_spike else params.refractory_steps)
 
 
 def _complement(positions: ArrayT, size: int) -> ArrayT:
@@ -142,11 +166,12 @@ def simulate_exact(currents: InputCurrents | torch.Tensor, params: EncoderParams
     """
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive integer (or None: torch.get_num_threads()), got {threads!r}")
+    currents = as_input_currents(currents)
     if not _fast_path_applies(params):
-        return simulate_steps(dense_currents(currents), params)
+        return simulate_steps(currents.dense(), params)
     if currents.device.type == "cpu":
-        return _simulate_numpy(currents, params, threads or torch.get_num_threads())
-    dense = dense_currents(currents)
+        return _simulate_cpu(currents, params, threads or torch.get_num_threads())
+    dense = currents.dense()
     batch, neurons = dense.shape
     c = LIFConstants.build(params, dense.device)
     flat = dense.reshape(-1)
@@ -156,38 +181,57 @@ def simulate_exact(currents: InputCurrents | torch.Tensor, params: EncoderParams
     return SpikeEvents.from_unsorted(sample, k1, where - sample * neurons, batch, params.num_steps, neurons)
 
 
-def _simulate_numpy(currents: InputCurrents | torch.Tensor, params: EncoderParams, threads: int) -> SpikeEvents:
-    """:func:`simulate_exact` on the CPU: each chunk of samples packs its spikes into sorted
-    :class:`KeyLayout` keys (``uint32`` where they fit); once every chunk has its keys (and
-    so its place in the batch), each unpacks them into its slice of the batch's int64 events."""
-    batch, neurons = currents.shape
-    if isinstance(currents, InputCurrents):
-        driven = currents.driven
+#: A chunk's spike count, and how to write its spikes into three int64 slices that long.
+_Chunk = tuple[int, Callable[[np.ndarray, np.ndarray, np.ndarray], None]]
+
+
+def _numpy_chunk(currents: InputCurrents, start: int, stop: int, params: EncoderParams, layout: KeyLayout) -> _Chunk:
+    """Samples ``start..stop`` on NumPy: their spikes packed into sorted :class:`KeyLayout` keys."""
+    neurons = currents.shape[1]
+    positions, values = currents.driven(start, stop)
+    where, k1 = _spikes(positions, values, (stop - start) * neurons, params, LIFConstants.build(params, "cpu").numpy())
+    sample = where // neurons
+    keys = layout.sorted_keys(sample, k1, where - sample * neurons)
+    return len(keys), lambda *fields: layout.unpack(keys, start, *fields)
+
+
+def _compiled_chunk(currents: InputCurrents, start: int, stop: int, params: EncoderParams, layout: KeyLayout) -> _Chunk:
+    """Samples ``start..stop`` in the compiled loop (:mod:`.compiled`), without the GIL."""
+    rows, uint8_rule = currents.rows(start, stop)
+    row_spikes = np.empty(stop - start, dtype=np.int64)
+    if uint8_rule:
+        steps, neurons, count, status, row = compiled.uint8_chunk_spikes(
+            rows, currents.spec.input_rule == "contrast", np.float32(currents.rule_scale), *_kernel_constants(params),
+            row_spikes)
     else:
-        def driven(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-            return driven_of_dense(currents, start, stop)
+        steps, neurons, count, status, row = compiled.current_chunk_spikes(rows, *_kernel_constants(params), row_spikes)
+    if status == compiled.EMPTY_IMAGE:
+        raise ImageError(start + int(row), EMPTY_IMAGE)
+    if status == compiled.NEEDS_REPLAY:
+        return _numpy_chunk(currents, start, stop, params, layout)
+    return int(count), lambda *fields: compiled.place_events(steps, neurons, row_spikes, start, *fields)
+
+
+def _simulate_cpu(currents: InputCurrents, params: EncoderParams, threads: int) -> SpikeEvents:
+    """:func:`simulate_exact` on the CPU, in chunks of samples on ``threads`` threads: each
+    finds its spikes (in the compiled loop where it applies, else on NumPy); once every
+    chunk has its count (and so its place in the batch), each writes its slice of the
+    batch's int64 events."""
+    batch, neurons = currents.shape
     layout = KeyLayout(params.num_steps, neurons)
-    c = LIFConstants.build(params, "cpu").numpy()
     chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch, threads)
-    keys: list[np.ndarray] = []
+    encode_chunk = _compiled_chunk if _compiled_applies(params) else _numpy_chunk
+    parts: list[_Chunk] = []
     fields: list[np.ndarray] = []  # one (3, S) array: its rows are SpikeEvents.indices() as they are
     starts: list[int] = []
 
-    def chunk_keys(i: int) -> np.ndarray:
-        start, stop = chunks[i]
-        positions, values = driven(start, stop)
-        where, k1 = _spikes(positions, values, (stop - start) * neurons, params, c)
-        sample = where // neurons
-        return layout.sorted_keys(sample, k1, where - sample * neurons)
-
-    def allocate(parts: list[np.ndarray]) -> None:
-        keys.extend(parts)
-        starts.extend(np.cumsum([0, *(len(k) for k in keys)]).tolist())
+    def allocate(done: list[_Chunk]) -> None:
+        parts.extend(done)
+        starts.extend(np.cumsum([0, *(count for count, _ in parts)]).tolist())
         fields.append(np.empty((3, starts[-1]), dtype=np.int64))
 
-    def unpack(i: int) -> None:
-        part = slice(starts[i], starts[i + 1])
-        layout.unpack(keys[i], chunks[i][0], *fields[0][:, part])
+    def write(i: int) -> None:
+        parts[i][1](*fields[0][:, starts[i] : starts[i + 1]])
 
-    run_in_two_rounds(chunk_keys, allocate, unpack, len(chunks), threads)
+    run_in_two_rounds(lambda i: encode_chunk(currents, *chunks[i], params, layout), allocate, write, len(chunks), threads)
     return SpikeEvents(*torch.from_numpy(fields[0]), batch, params.num_steps, neurons)

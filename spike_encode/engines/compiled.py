@@ -1,0 +1,252 @@
+"""The CPU engine's chunk as one compiled loop that holds no GIL: numba, when installed
+(``pip install "spike_encode[fast]"``).
+
+NumPy's compaction and fancy indexing hold the GIL, so two threads running the NumPy
+chunks of :mod:`.torch_engine` gain little over one. Compiled with ``nogil=True``, a chunk
+runs from the pixels (or currents) to its spikes, in (sample, step, neuron) order, without
+the GIL, and the engine's threads scale with the cores.
+
+The loop computes what the NumPy path computes, operation for operation in float32 (each
+operation rounded to float32 before the next; LLVM fuses none without fast-math): the
+input rules on uint8 pixels as :mod:`spike_encode.uint8_currents` (exact integer levels and
+totals, then ``(e / total) * scale``), GeNN's unfused ``alpha``, the crossing table's
+bucket lookup, and the fixed period of repeated spikes. Tests hold it to the NumPy path
+bit for bit. It leaves to the NumPy path what it does not cover: fused arithmetic
+(``arithmetic="fma"``) and table pieces that need a replay (reported, never guessed).
+
+Set ``SPIKE_ENCODE_NO_NUMBA=1`` to use the NumPy path with numba installed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # the optional "fast" extra
+    numba = None
+
+__all__ = ["DISABLE_ENV", "OK", "EMPTY_IMAGE", "NEEDS_REPLAY", "available", "current_chunk_spikes", "place_events",
+           "uint8_chunk_spikes"]
+
+DISABLE_ENV = "SPIKE_ENCODE_NO_NUMBA"
+"""Environment variable: set to a non-empty value to keep the NumPy path with numba installed."""
+
+OK, EMPTY_IMAGE, NEEDS_REPLAY = 0, 1, 2
+"""A chunk's status: done; an all-zero image at the returned row; a neuron needs a replay."""
+
+
+def available() -> bool:
+    """Whether the compiled loop runs here (numba installed and not disabled)."""
+    return numba is not None and not os.environ.get(DISABLE_ENV)
+
+
+def _compile(function: Any) -> Any:
+    """``function`` compiled without the GIL, cached on disk (``None`` without numba)."""
+    return numba.njit(nogil=True, cache=True)(function) if numba is not None else None
+
+
+@_compile
+def _uint8_row_currents(row, contrast, scale, histogram, index, current):  # pragma: no cover - compiled
+    """The driven neurons of one row of uint8 pixels under the rule: their positions into
+    ``index`` and currents (nA) into ``current``; their count, or -1 for an all-zero image."""
+    n = row.shape[0]
+    rank = (n - 1) // 2
+    level = 0
+    if contrast:
+        zeros = 0
+        for i in range(n):
+            zeros += np.int64(row[i] == 0)
+        if zeros <= rank:  # fewer than half black: the lower median is above 0
+            histogram[:] = 0
+            for i in range(n):
+                histogram[row[i]] += 1
+            seen = 0
+            median = 0
+            for value in range(256):
+                seen += histogram[value]
+                if seen > rank:
+                    median = value
+                    break
+            seen = 0
+            spread = 0
+            for distance in range(256):
+                if median + distance <= 255:
+                    seen += histogram[median + distance]
+                if distance > 0 and median - distance >= 0:
+                    seen += histogram[median - distance]
+                if seen > rank:
+                    spread = distance
+                    break
+            level = median + spread
+    total = 0
+    driven = 0
+    for i in range(n):  # without branches: every pixel is written, the driven ones kept
+        excess = max(np.int64(row[i]) - level, 0)
+        total += excess
+        index[driven] = i
+        current[driven] = excess
+        driven += np.int64(excess > 0)
+    if total == 0:
+        return -1 if level == 0 else 0  # all black, or nothing above the background (silent)
+    total32 = np.float32(total)
+    for j in range(driven):
+        current[j] = np.float32(np.float32(current[j] / total32) * scale)
+    return driven
+
+
+@_compile
+def _given_row_currents(row, index, current):  # pragma: no cover - compiled
+    """The driven neurons of one row of float32 currents (nA): positions and currents; their count."""
+    driven = 0
+    for i in range(row.shape[0]):  # without branches, as in _uint8_row_currents
+        index[driven] = i
+        current[driven] = row[i]
+        driven += np.int64(row[i] != 0)
+    return driven
+
+
+@_compile
+def _row_spikes(index, current, driven, n, lif, table, n0, num_steps, period_add, work,
+                out_step, out_neuron, pos):  # pragma: no cover - compiled
+    """One row's spikes into ``out_step``/``out_neuron`` from ``pos``, by (step, neuron), of
+    its ``driven`` neurons at ``index`` (ascending) with ``current`` (nA) and the others with
+    none; the end position, or -1 when a neuron needs a replay."""
+    i_offset, r_membrane, v_rest, v_reset = lif
+    shift, base, codes, bounds, steps = table
+    fired_neuron, fired_step, driven_step, counts, bits = work
+    last = len(codes) - 1
+    u = bits.view(np.float32)
+    for j in range(driven):
+        alpha = np.float32(np.float32(np.float32(current[j] + i_offset) * r_membrane) + v_rest)
+        u[0] = np.float32(alpha - v_reset)
+        bucket = (np.int64(bits[0]) >> shift) - base
+        bucket = 0 if bucket < 0 else (last if bucket > last else bucket)
+        step = np.int64(codes[bucket])
+        if step == 0:
+            if alpha != alpha:  # NaN: replayed, as the table's last piece is
+                return -1
+            step = steps[np.searchsorted(bounds, alpha, side="right")]
+            if step == 0:
+                return -1
+        driven_step[j] = step
+    fired = 0
+    if n0 <= num_steps:  # undriven neurons fire too (a large Ioffset): all neurons, in order
+        j = 0
+        for i in range(n):
+            step = n0
+            if j < driven and index[j] == i:
+                step = driven_step[j]
+                j += 1
+            if step <= num_steps:
+                fired_neuron[fired] = i
+                fired_step[fired] = step
+                fired += 1
+    else:
+        for j in range(driven):
+            if driven_step[j] <= num_steps:
+                fired_neuron[fired] = index[j]
+                fired_step[fired] = driven_step[j]
+                fired += 1
+    counts[:] = 0  # a counting sort by step: each step's neurons stay in ascending order
+    for f in range(fired):
+        t = fired_step[f] - 1
+        while t < num_steps:
+            counts[t + 1] += 1
+            t += fired_step[f] + period_add
+    counts[0] = pos
+    for t in range(num_steps):
+        counts[t + 1] += counts[t]
+    end = counts[num_steps]
+    for f in range(fired):
+        t = fired_step[f] - 1
+        while t < num_steps:
+            j = counts[t]
+            counts[t] = j + 1
+            out_step[j] = t
+            out_neuron[j] = fired_neuron[f]
+            t += fired_step[f] + period_add
+    return end
+
+
+@_compile
+def _reserve(out_step, out_neuron, pos, need):  # pragma: no cover - compiled
+    """The output arrays, grown (at least doubled) where ``need`` more entries after ``pos`` do not fit."""
+    if pos + need <= len(out_step):
+        return out_step, out_neuron
+    capacity = max(2 * len(out_step), pos + need)
+    grown_step = np.empty(capacity, np.int32)
+    grown_step[:pos] = out_step[:pos]
+    grown_neuron = np.empty(capacity, np.int32)
+    grown_neuron[:pos] = out_neuron[:pos]
+    return grown_step, grown_neuron
+
+
+@_compile
+def _buffers(rows, num_steps):  # pragma: no cover - compiled
+    """A chunk's output arrays and a row's work arrays."""
+    count, n = rows.shape
+    out = (np.empty(count * 64 + 1024, np.int32), np.empty(count * 64 + 1024, np.int32))
+    row = (np.empty(n, np.int64), np.empty(n, np.float32))
+    work = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.zeros(num_steps + 1, np.int64),
+            np.zeros(1, np.int32))
+    return out, row, work
+
+
+@_compile
+def uint8_chunk_spikes(pixels, contrast, scale, lif, table, n0, num_steps, period_add, row_spikes):  # pragma: no cover
+    """Every spike of a chunk of ``(R, N)`` uint8 images under the rule (``contrast``:
+    ``"contrast"``, else ``"sum"``; ``scale``: an image's current, nA): ``(steps, neurons,
+    spikes, status, row)``, the first ``spikes`` entries in (row, step, neuron) order, each
+    row's count in ``row_spikes``; ``status`` :data:`EMPTY_IMAGE` or :data:`NEEDS_REPLAY` at ``row``."""
+    (out_step, out_neuron), (index, current), work = _buffers(pixels, num_steps)
+    histogram = np.zeros(256, np.int64)
+    n = pixels.shape[1]
+    per_neuron = 1 + (num_steps - 1) // (1 + period_add)
+    pos = 0
+    for r in range(pixels.shape[0]):
+        driven = _uint8_row_currents(pixels[r], contrast, scale, histogram, index, current)
+        if driven < 0:
+            return out_step, out_neuron, pos, EMPTY_IMAGE, r
+        out_step, out_neuron = _reserve(out_step, out_neuron, pos, n * per_neuron)
+        end = _row_spikes(index, current, driven, n, lif, table, n0, num_steps, period_add, work,
+                          out_step, out_neuron, pos)
+        if end < 0:
+            return out_step, out_neuron, pos, NEEDS_REPLAY, r
+        row_spikes[r] = end - pos
+        pos = end
+    return out_step, out_neuron, pos, OK, -1
+
+
+@_compile
+def current_chunk_spikes(currents, lif, table, n0, num_steps, period_add, row_spikes):  # pragma: no cover
+    """:func:`uint8_chunk_spikes` of a chunk of ``(R, N)`` float32 currents (nA)."""
+    (out_step, out_neuron), (index, current), work = _buffers(currents, num_steps)
+    n = currents.shape[1]
+    per_neuron = 1 + (num_steps - 1) // (1 + period_add)
+    pos = 0
+    for r in range(currents.shape[0]):
+        driven = _given_row_currents(currents[r], index, current)
+        out_step, out_neuron = _reserve(out_step, out_neuron, pos, n * per_neuron)
+        end = _row_spikes(index, current, driven, n, lif, table, n0, num_steps, period_add, work,
+                          out_step, out_neuron, pos)
+        if end < 0:
+            return out_step, out_neuron, pos, NEEDS_REPLAY, r
+        row_spikes[r] = end - pos
+        pos = end
+    return out_step, out_neuron, pos, OK, -1
+
+
+@_compile
+def place_events(out_step, out_neuron, row_spikes, first_sample, sample, step, neuron):  # pragma: no cover
+    """A chunk's spikes into its slice of the batch's int64 events."""
+    j = 0
+    for r in range(len(row_spikes)):
+        for _ in range(row_spikes[r]):
+            sample[j] = first_sample + r
+            step[j] = out_step[j]
+            neuron[j] = out_neuron[j]
+            j += 1
