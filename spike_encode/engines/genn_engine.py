@@ -33,7 +33,7 @@ import torch
 
 from ..build_cache import cached_build, discard
 from ..cache_dir import default_cache_dir
-from ..currents import InputCurrents, dense_currents
+from ..currents import InputCurrents, as_input_currents
 from ..errors import BackendUnavailableError
 from ..params import EncoderParams
 from ..spec import NeuronSpec
@@ -339,7 +339,7 @@ class GeNNEngine:
 
     def __call__(self, currents: InputCurrents | torch.Tensor) -> SpikeEvents:
         """Spikes of ``(B, N)`` neurons driven by constant ``currents`` (nA)."""
-        currents = dense_currents(currents)
+        currents = as_input_currents(currents).dense()
         total, n = currents.shape
         steps, samples, neurons = [], [], []
         for start in range(0, total, self.max_batch):
