@@ -23,7 +23,7 @@ from ..events import KeyLayout, SpikeEvents
 from ..inputs import EMPTY_IMAGE, ImageError
 from ..params import EncoderParams
 from . import compiled
-from .crossing_table import UNKNOWN, crossing_table, replay_first_crossing
+from .crossing_table import UNKNOWN, CrossingTable, crossing_table, replay_first_crossing
 from .lif import ArrayT, LIFConstants, lif_alpha
 from .parallel import run_in_two_rounds, sample_chunks
 from .stepper import simulate_steps
@@ -102,8 +102,12 @@ def _compiled_applies(params: EncoderParams) -> bool:
 def _kernel_constants(params: EncoderParams) -> tuple:
     """The compiled loop's arguments after the rule's: the LIF constants, the crossing table,
     the undriven neurons' crossing, the window and the extra steps between repeated spikes."""
+    return _constants_of_table(params, crossing_table(params))
+
+
+@functools.lru_cache(maxsize=64)
+def _constants_of_table(params: EncoderParams, table: CrossingTable) -> tuple:
     c = LIFConstants.build(params, "cpu").numpy()
-    table = crossing_table(params)
     T = params.num_steps
     return ((c.i_offset, c.r_membrane, c.v_rest, c.v_reset),
             (table.buckets.shift, table.buckets.base, table.buckets.code, table.bounds, table.steps),
