@@ -1,16 +1,16 @@
 """Throughput of the exact torch engine: one thread, torch's default threads, dense rasters,
 next to the straightforward float32 step loop, all in one run.
 
-Rows (MNIST test images in batches of ``--batch-size``, timed passes interleaved row by row
-``--repeats`` times after a warm-up pass, medians reported):
+Rows (MNIST test images in batches of ``--batch-size``, after a warm-up pass each row timed
+``--repeats`` times, interleaved with the other rows of its group (sparse, dense, step loop;
+the groups one after another), medians reported):
 
 - ``sparse_1_thread``: ``LatencyEncode(backend="torch", output="sparse")`` over the 10,000
-  test images (``--images``) with ``torch.set_num_threads(1)``;
+  test images (``--images``) with ``torch.set_num_threads(1)``, on the CPU engine's compiled
+  loop where numba is installed (the ``fast`` extra; the JSON's ``compiled_loop`` says);
 - ``sparse_default_threads``: the same with torch's default thread count (``--threads``);
-- ``sparse_engine_threads``: the transform's steps called one by one (``input_currents``,
-  ``simulate_exact``, a sparse tensor of ``SpikeEvents.indices()``) with torch's own ops on
-  one thread and only the engine on ``--threads`` threads (``simulate_exact(threads=)``):
-  torch's OpenMP threads then never compete with the engine's;
+- ``sparse_1_thread_numpy``, ``sparse_default_threads_numpy``: the same two on the NumPy
+  path (``SPIKE_ENCODE_NO_NUMBA=1``), what a CPU without numba runs;
 - ``dense_transform``: ``LatencyEncode(output="dense")`` (float32) as the transform renders it;
 - ``dense_raster_fresh``: the engine's events through ``spike_encode.rasters.dense_raster``,
   a fresh raster per batch;
@@ -47,10 +47,11 @@ from common import DEFAULT_DATA, DEFAULT_GOLDEN, OtherLoad, machine, save
 from seed_loop import golden_difference, spike_keys
 from spike_encode import LatencyEncode
 from spike_encode.datasets import load_mnist
-from spike_encode.engines import simulate_exact, simulate_steps
+from spike_encode.engines import compiled, simulate_exact, simulate_steps
 from spike_encode.engines.crossing_table import crossing_table
 from spike_encode.formats import sparse_to_events
-from spike_encode.inputs import input_currents, normalised_currents
+from spike_encode.currents import InputCurrents
+from spike_encode.inputs import normalised_currents
 from spike_encode.params import ARITHMETICS
 from spike_encode.rasters import dense_raster
 
@@ -132,14 +133,12 @@ def main() -> None:
         sync()
         return out
 
-    def encode_sparse_engine_threads() -> list[torch.Tensor]:
-        out = []
-        for b in batches:
-            ev = simulate_exact(input_currents(b, sparse.spec), sparse.params, threads=args.threads)
-            out.append(torch.sparse_coo_tensor(ev.indices(), torch.ones(len(ev), device=ev.step.device), ev.shape,
-                                               is_coalesced=True, check_invariants=False))
-        sync()
-        return out
+    def encode_sparse_numpy() -> list[torch.Tensor]:
+        os.environ[compiled.DISABLE_ENV] = "1"
+        try:
+            return encode_sparse()
+        finally:
+            del os.environ[compiled.DISABLE_ENV]
 
     def dense_via_transform() -> None:
         for b in dense_batches:
@@ -148,7 +147,7 @@ def main() -> None:
 
     def dense_via_raster(reuse: bool) -> None:
         for b in dense_batches:
-            events = simulate_exact(input_currents(b, sparse.spec), sparse.params)
+            events = simulate_exact(InputCurrents(b, sparse.spec), sparse.params)
             out = buffer[: len(b)] if reuse else None
             touch_pages(dense_raster(events, time_first=False, dtype=torch.float32, out=out))
         sync()
@@ -162,7 +161,8 @@ def main() -> None:
     rows = [
         Row("sparse_1_thread", len(images), 1, encode_sparse),
         Row("sparse_default_threads", len(images), args.threads, encode_sparse),
-        Row("sparse_engine_threads", len(images), args.threads, encode_sparse_engine_threads, torch_threads=1),
+        Row("sparse_1_thread_numpy", len(images), 1, encode_sparse_numpy),
+        Row("sparse_default_threads_numpy", len(images), args.threads, encode_sparse_numpy),
         Row("dense_transform", n_dense, args.threads, dense_via_transform),
         Row("dense_raster_fresh", n_dense, args.threads, lambda: dense_via_raster(False)),
         Row("dense_raster_out", n_dense, args.threads, lambda: dense_via_raster(True)),
@@ -175,13 +175,11 @@ def main() -> None:
     one = encode_sparse()
     torch.set_num_threads(args.threads)
     several = encode_sparse()
-    torch.set_num_threads(1)
-    engine_only = encode_sparse_engine_threads()
-    torch.set_num_threads(args.threads)
+    numpy_path = encode_sparse_numpy()
     same = all(torch.equal(a.indices(), b.indices()) and torch.equal(a.indices(), c.indices())
-               for a, b, c in zip(one, several, engine_only))
+               for a, b, c in zip(one, several, numpy_path))
     if not same:
-        raise SystemExit("the one-thread and multi-thread passes gave different spikes")  # never expected
+        raise SystemExit("the one-thread, multi-thread and NumPy passes gave different spikes")  # never expected
     events = [sparse_to_events(b.cpu()) for b in several]
     keys = np.concatenate([spike_keys(ev.sample.numpy() + i * bs, ev.step.numpy(), ev.neuron.numpy(), ev.num_steps)
                            for i, ev in enumerate(events)])
@@ -191,9 +189,13 @@ def main() -> None:
         row.time_once(1)
         row.times.clear(), row.faults.clear()
     with OtherLoad() as load:
-        for _ in range(args.repeats):  # interleaved: a load spike hits every row alike
-            for row in rows:
-                row.time_once(batch_count[row.name.split("_")[0]])
+        # interleaved within a group: a load spike hits every row alike; the groups one after
+        # another: a dense raster's hundreds of MB leave the memory to the next row in disorder
+        for group in ("sparse", "dense", "step"):
+            members = [row for row in rows if row.name.startswith(group)]
+            for _ in range(args.repeats):
+                for row in members:
+                    row.time_once(batch_count[group])
     torch.set_num_threads(args.threads)
 
     results = {row.name: row.result() for row in rows}
@@ -211,7 +213,8 @@ def main() -> None:
         "repeats": args.repeats,
         "rows": results,
         "threads_speedup": rate["sparse_default_threads"] / rate["sparse_1_thread"],
-        "engine_threads_speedup": rate["sparse_engine_threads"] / rate["sparse_1_thread"],
+        "numpy_threads_speedup": rate["sparse_default_threads_numpy"] / rate["sparse_1_thread_numpy"],
+        "compiled_loop": compiled.available(),
         "speedup_over_step_loop": rate["sparse_default_threads"] / rate["step_loop"],
         "dense_out_over_fresh": rate["dense_raster_out"] / rate["dense_raster_fresh"],
         "same_spikes_one_and_default_threads": same,
@@ -222,17 +225,18 @@ def main() -> None:
         "encoder_construction_s": table_s,
     }
     busy = "?" if load.cores is None else f"{load.cores:.2f}"
-    print(f"{args.device}, batches of {bs}, median of {args.repeats} interleaved passes "
+    print(f"{args.device}, batches of {bs}, median of {args.repeats} passes interleaved by group "
           f"(other processes kept {busy} of {os.cpu_count()} cores busy meanwhile):")
     for name, r in results.items():
         torch_note = f", torch ops on {r['torch_threads']}" if r["torch_threads"] != r["threads"] else ""
         print(f"  {name:24s} {r['images_per_s']:>10,.0f} images/s  ({r['images']} images, {r['threads']} thread(s)"
               f"{torch_note}, {r['page_faults_per_batch']:,} page faults per batch)")
-    print(f"default threads ({args.threads}) / one thread: {result['threads_speedup']:.2f}x "
-          f"(engine alone on {args.threads}: {result['engine_threads_speedup']:.2f}x); "
+    path = "the compiled loop" if result["compiled_loop"] else "NumPy (numba is not installed)"
+    print(f"default threads ({args.threads}) / one thread: {result['threads_speedup']:.2f}x on {path} "
+          f"(NumPy path: {result['numpy_threads_speedup']:.2f}x); "
           f"over the step loop: {result['speedup_over_step_loop']:.0f}x; "
           f"dense out= / fresh: {result['dense_out_over_fresh']:.2f}x")
-    print(f"spikes: identical at 1 and {args.threads} threads; against GeNN's golden file: "
+    print(f"spikes: identical at 1 and {args.threads} threads and on NumPy; against GeNN's golden file: "
           f"{golden.get('differing', 'n/a')} differing")
     print(f"sparse output: {sparse_bytes / 1024:.2f} KiB/image ({nnz / len(images):.1f} spikes); "
           f"dense float32 (T, N) raster: {result['dense_float32_bytes_per_image'] / 1024:.0f} KiB/image")

@@ -163,7 +163,8 @@ def _save(fig, path: Path) -> Path:
 ENCODE_LABELS = {
     "sparse_1_thread": "sparse, 1 thread",
     "sparse_default_threads": "sparse, {threads} threads",
-    "sparse_engine_threads": "sparse, engine on {threads} threads, torch ops on 1",
+    "sparse_1_thread_numpy": "sparse, 1 thread, NumPy path (no numba)",
+    "sparse_default_threads_numpy": "sparse, {threads} threads, NumPy path (no numba)",
     "dense_transform": "dense float32, LatencyEncode(output='dense')",
     "dense_raster_fresh": "dense float32, dense_raster (fresh)",
     "dense_raster_out": "dense float32, dense_raster(out=) (reused)",

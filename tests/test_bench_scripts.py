@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -122,10 +123,12 @@ def test_bench_encode_quick_run_and_plot(tmp_path, data_root):
     assert proc.returncode == 0, proc.stderr[-2000:]
     payload = json.loads(out.read_text())
     rows = payload["rows"]
-    assert set(rows) == {"sparse_1_thread", "sparse_default_threads", "sparse_engine_threads", "dense_transform",
-                         "dense_raster_fresh", "dense_raster_out", "step_loop"}
-    assert (rows["sparse_engine_threads"]["threads"], rows["sparse_engine_threads"]["torch_threads"]) == (2, 1)
+    assert set(rows) == {"sparse_1_thread", "sparse_default_threads", "sparse_1_thread_numpy",
+                         "sparse_default_threads_numpy", "dense_transform", "dense_raster_fresh", "dense_raster_out",
+                         "step_loop"}
     assert (rows["sparse_1_thread"]["threads"], rows["sparse_default_threads"]["threads"]) == (1, 2)
+    assert (rows["sparse_1_thread_numpy"]["threads"], rows["sparse_default_threads_numpy"]["threads"]) == (1, 2)
+    assert payload["compiled_loop"] is (importlib.util.find_spec("numba") is not None)
     assert rows["sparse_1_thread"]["images"] == 200 and rows["dense_raster_out"]["images"] == 60
     assert rows["step_loop"]["images"] == 50
     assert payload["threads_speedup"] == pytest.approx(
