@@ -163,6 +163,8 @@ def _save(fig, path: Path) -> Path:
 ENCODE_LABELS = {
     "sparse_1_thread": "sparse, 1 thread",
     "sparse_default_threads": "sparse, {threads} threads",
+    "sparse_1_thread_kept": "sparse, 1 thread, every batch kept",
+    "sparse_default_threads_kept": "sparse, {threads} threads, every batch kept",
     "sparse_1_thread_numpy": "sparse, 1 thread, NumPy path (no numba)",
     "sparse_default_threads_numpy": "sparse, {threads} threads, NumPy path (no numba)",
     "dense_transform": "dense float32, LatencyEncode(output='dense')",

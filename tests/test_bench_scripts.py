@@ -123,7 +123,8 @@ def test_bench_encode_quick_run_and_plot(tmp_path, data_root):
     assert proc.returncode == 0, proc.stderr[-2000:]
     payload = json.loads(out.read_text())
     rows = payload["rows"]
-    assert set(rows) == {"sparse_1_thread", "sparse_default_threads", "sparse_1_thread_numpy",
+    assert set(rows) == {"sparse_1_thread", "sparse_default_threads", "sparse_1_thread_kept",
+                         "sparse_default_threads_kept", "sparse_1_thread_numpy",
                          "sparse_default_threads_numpy", "dense_transform", "dense_raster_fresh", "dense_raster_out",
                          "step_loop"}
     assert (rows["sparse_1_thread"]["threads"], rows["sparse_default_threads"]["threads"]) == (1, 2)

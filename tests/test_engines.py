@@ -218,17 +218,18 @@ def test_chunks_run_on_the_pool_only_with_more_than_one_thread():
 def test_a_held_up_pool_thread_does_not_hold_up_the_batch():
     import threading
 
-    from spike_encode.engines.parallel import helpers, run_in_two_rounds
+    from spike_encode.engines.parallel import _executor, run_in_two_rounds
 
-    release, held = threading.Event(), threading.Event()
-    helpers(1).submit(lambda: held.set() or release.wait(10))  # the only helper is busy elsewhere
-    assert held.wait(10)
+    release = threading.Event()
+    blocker = _executor(1).submit(release.wait, 10)  # the pool's only thread is busy elsewhere
     try:
         out = []
         run_in_two_rounds(lambda i: i, out.extend, out.append, 6, 2)  # this thread does it all
-        assert not release.is_set() and out == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]
+        assert not blocker.done(), "the batch waited for the held-up thread"
+        assert out == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]
     finally:
         release.set()
+        blocker.result(timeout=10)
 
 
 def _encode_in_child(queue) -> None:

@@ -45,8 +45,14 @@ def available() -> bool:
 
 
 def _compile(function: Any) -> Any:
-    """``function`` compiled without the GIL, cached on disk (``None`` without numba)."""
-    return numba.njit(nogil=True, cache=True)(function) if numba is not None else None
+    """``function`` compiled without the GIL, cached on disk where numba finds a writable
+    cache folder (``None`` without numba)."""
+    if numba is None:
+        return None
+    try:
+        return numba.njit(nogil=True, cache=True)(function)
+    except RuntimeError:  # no writable cache folder: compiled anew in each process
+        return numba.njit(nogil=True)(function)
 
 
 @_compile
