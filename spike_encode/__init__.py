@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from .errors import BackendUnavailableError, ImageError, SpecMismatchError, SpikeEncodeError, SpikeFileError
+from .errors import BackendUnavailableError, ImageError, ItemKeyError, SpecMismatchError, SpikeEncodeError, SpikeFileError
 from .events import SpikeEvents
 from .formats import (
     events_to_sparse,
@@ -43,6 +43,7 @@ __all__ = [
     "EncodingSpec",
     "Events",
     "ImageError",
+    "ItemKeyError",
     "LIFParams",
     "LatencyEncode",
     "OutputFormat",

@@ -6,7 +6,8 @@ Each also derives from the builtin it replaced, so ``except ValueError`` (or
 
 from __future__ import annotations
 
-__all__ = ["SpikeEncodeError", "ImageError", "SpikeFileError", "BackendUnavailableError", "SpecMismatchError"]
+__all__ = ["SpikeEncodeError", "ImageError", "ItemKeyError", "SpikeFileError", "BackendUnavailableError",
+           "SpecMismatchError"]
 
 
 class SpikeEncodeError(Exception):
@@ -27,6 +28,14 @@ class ImageError(SpikeEncodeError, ValueError):
 
     def __reduce__(self):  # survives pickling (DataLoader workers) with its attributes
         return type(self), (self.image, self.problem, str(self)[: -len(self.problem) - 1])
+
+
+class ItemKeyError(SpikeEncodeError, KeyError):
+    """A key the dataset's items lack (``image_key=``, ``target_key=``); its message reads as a
+    sentence (a plain ``KeyError`` quotes it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
 class SpikeFileError(SpikeEncodeError, ValueError):

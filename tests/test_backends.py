@@ -51,10 +51,10 @@ def test_devices_spike_encode_cannot_compute_on_are_refused(device):
 
 
 def test_every_error_is_a_spike_encode_error_and_keeps_its_builtin_base():
-    from spike_encode import ImageError, SpecMismatchError, SpikeEncodeError, SpikeFileError
+    from spike_encode import ImageError, ItemKeyError, SpecMismatchError, SpikeEncodeError, SpikeFileError
 
     for error, builtin in ((BackendUnavailableError, RuntimeError), (ImageError, ValueError),
-                           (SpikeFileError, ValueError), (SpecMismatchError, ValueError)):
+                           (SpikeFileError, ValueError), (SpecMismatchError, ValueError), (ItemKeyError, KeyError)):
         assert issubclass(error, SpikeEncodeError) and issubclass(error, builtin)
     with pytest.raises(ValueError, match="all-zero"):  # except ValueError keeps working
         LatencyEncode(backend="torch")(torch.zeros(1, 4, 4))

@@ -14,7 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 
-from spike_encode import LatencyEncode
+from spike_encode import ItemKeyError, LatencyEncode
 from spike_encode.data import (CompactSpikes, EncodeCollate, SpikeDataset, SpikeLoader, ToCompact,
                                collate_images, collate_spikes, encode_dataset)
 
@@ -79,7 +79,7 @@ def test_image_key_names_the_image_where_the_rule_would_pick_another_tensor(enc)
 def test_items_without_an_image_name_what_they_hold():
     with pytest.raises(TypeError, match=r"item 0 of the batch holds no image .*\{'label': int, 'text': str\}"):
         collate_images([{"label": 1, "text": "one"}])
-    with pytest.raises(KeyError, match=r"image_key='img' is not in item 0 of the batch: its keys are \['image', 'label'\]"):
+    with pytest.raises(ItemKeyError, match=r"image_key='img' is not in item 0 of the batch: its keys are \['image', 'label'\]"):
         collate_images([{"image": IMAGES[0], "label": 1}], image_key="img")
     with pytest.raises(TypeError, match="item 0 of the batch is Tensor"):
         collate_images([IMAGES[0]])
@@ -116,7 +116,7 @@ def test_encode_dataset_stores_the_target_of_pairs_dicts_and_longer_tuples(tmp_p
         stored = SpikeDataset(path, enc)
         assert stored.targets.tolist() == list(range(COUNT)), name
         assert torch.equal(stored.get_batch(range(COUNT))[0].to_dense(), enc(IMAGES).to_dense()), name
-    with pytest.raises(KeyError, match=r"target_key='label' is not in the items: their keys are \['digit', 'image'\]"):
+    with pytest.raises(ItemKeyError, match=r"target_key='label' is not in the items: their keys are \['digit', 'image'\]"):
         encode_dataset(Items(lambda i: {"digit": i, "image": _pil(i)}), enc, tmp_path / "x.spikes", progress=False)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
+from ..errors import ItemKeyError
 from ..events import SpikeEvents
 from ..outputs.sparse import spike_events_to_sparse
 from ..inputs import IMAGE_RULES, to_tensor
@@ -36,13 +37,6 @@ from ..inputs import IMAGE_RULES, to_tensor
 __all__ = ["CompactSpikes", "EncodeCollate", "ToCompact", "collate_images", "collate_spikes"]
 
 Key = Hashable  # a dict item's key, or a tuple item's position
-
-
-class _MissingKey(KeyError):
-    """A key the items lack; its message reads as a sentence (a ``KeyError`` quotes it)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
 def _fields(item: Any, i: int) -> list[tuple[Key, Any]]:
@@ -88,7 +82,7 @@ def _locate(item: Any, i: int, key: Key | None, rules: Sequence[Callable[[Any], 
         if _has(item, key):
             return key
         seen = f"its keys are {list(item)}" if mapping else f"it is a {type(item).__name__} of {len(item)}"
-        raise _MissingKey(f"{what}_key={key!r} is not in item {i} of the batch: {seen}")
+        raise ItemKeyError(f"{what}_key={key!r} is not in item {i} of the batch: {seen}")
     for rule in rules:
         for k, value in fields:
             if rule(value):
@@ -223,7 +217,7 @@ def collate_images_and_targets(batch: Sequence[Any], image_key: Key | None = Non
     at = image_key_of(batch[0], image_key)
     if isinstance(collated, dict):
         if target_key not in collated:
-            raise _MissingKey(f"target_key={target_key!r} is not in the items: their keys are {list(collated)}")
+            raise ItemKeyError(f"target_key={target_key!r} is not in the items: their keys are {list(collated)}")
         return collated[at], collated[target_key]
     others = [k for k in range(len(collated)) if k != at]
     if not others:
