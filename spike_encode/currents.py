@@ -81,10 +81,10 @@ class InputCurrents:
     def rows(self, start: int, stop: int) -> tuple[np.ndarray, bool]:
         """Samples ``start..stop`` as an engine that applies the uint8 rule itself takes
         them: their ``(R, N)`` uint8 pixels and ``True`` (the rule still to apply) where
-        :attr:`by_chunks`, else their float32 currents (nA) and ``False``. CPU only."""
-        if self.by_chunks:
-            return self.pixels[start:stop].numpy(), True
-        return self._dense[start:stop].numpy(), False
+        :attr:`by_chunks`, else their float32 currents (nA) and ``False``; C-contiguous.
+        CPU only."""
+        rows = self.pixels if self.by_chunks else self._dense
+        return np.ascontiguousarray(rows[start:stop].numpy()), self.by_chunks  # one compiled layout
 
     def driven(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """The neurons of samples ``start..stop`` with current above 0: flat int64 positions

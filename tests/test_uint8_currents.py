@@ -118,3 +118,9 @@ def test_encoding_uint8_and_float_pixels_of_the_same_values_gives_the_same_spike
         a = latency_encode(images, backend="torch", input_rule=rule)
         b = latency_encode(images.double(), backend="torch", input_rule=rule)
         assert torch.equal(a.indices(), b.indices())
+        # strided views of the pixels (transposed, every other image) read as their copies
+        view = images.transpose(2, 3)[::2]
+        assert not view.is_contiguous()
+        c = latency_encode(view, backend="torch", input_rule=rule)
+        assert torch.equal(c.indices(), latency_encode(view.contiguous(), backend="torch", input_rule=rule).indices())
+        assert torch.equal(c.indices(), latency_encode(view.float(), backend="torch", input_rule=rule).indices())

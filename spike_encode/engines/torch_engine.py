@@ -159,10 +159,11 @@ def simulate_exact(currents: InputCurrents | torch.Tensor, params: EncoderParams
     GeNN's single-threaded CPU backend; falls back to stepping for parameter sets outside the
     closed form's assumptions (``Vreset >= Vthresh``, or ``ExpTC`` rounding to 0 or 1).
 
-    On CPU the batch runs on NumPy arrays (the same float32 operations, several times
-    faster on these sizes), in chunks of samples spread over ``threads`` threads (default
-    ``torch.get_num_threads()``; :mod:`.parallel`); :class:`~spike_encode.currents.InputCurrents`
-    of uint8 images make each chunk's currents in its thread.
+    On CPU the batch runs in chunks of samples spread over ``threads`` threads (default
+    ``torch.get_num_threads()``; :mod:`.parallel`), each in the compiled loop where numba is
+    installed (:mod:`.compiled`), else on NumPy arrays (the same float32 operations);
+    :class:`~spike_encode.currents.InputCurrents` of uint8 images make each chunk's
+    currents in its thread.
 
     Raises:
         ValueError: ``threads`` is not a positive integer.
