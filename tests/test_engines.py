@@ -162,14 +162,17 @@ def test_two_threads_give_one_threads_spikes(torch_threads, cpu_path):
         assert torch.equal(getattr(one, name), getattr(two, name)), name
 
 
-def test_chunks_cover_the_batch_one_per_thread_and_small_batches_stay_whole():
+def test_chunks_cover_the_batch_one_per_thread_plus_a_tail_and_small_batches_stay_whole():
     from spike_encode.engines.parallel import sample_chunks
 
-    assert sample_chunks(1000, 784, 1 << 14, threads=2) == [(0, 500), (500, 1000)]
-    assert sample_chunks(256, 784, 1 << 14, threads=2) == [(0, 128), (128, 256)]  # 100,000 neurons each
+    # one range per thread, and the last 1/16 for whichever thread is done first
+    assert sample_chunks(1000, 784, 1 << 14, threads=2) == [(0, 469), (469, 938), (938, 1000)]
+    assert sample_chunks(256, 784, 1 << 14, threads=2) == [(0, 120), (120, 240), (240, 256)]  # 100,000 neurons
     assert sample_chunks(255, 784, 1 << 14, threads=2) == [(0, 255)]
-    assert sample_chunks(10, 784, 4, threads=2) == [(0, 3), (3, 6), (6, 10)]  # none above 4 samples
     assert sample_chunks(1000, 784, 1 << 14, threads=1) == [(0, 1000)]
+    many = sample_chunks(1000, 784, 3, threads=2)  # none above 3 samples, the tail included
+    assert many[0] == (0, 2) and many[-1] == (997, 1000) and max(b - a for a, b in many) <= 3
+    assert all(b == c for (_, b), (c, _) in zip(many, many[1:]))
 
 
 def test_the_engine_takes_torchs_thread_count_unless_told(monkeypatch, torch_threads):

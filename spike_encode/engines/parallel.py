@@ -15,13 +15,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["MIN_CHUNK_ELEMENTS", "sample_chunks", "run_in_two_rounds"]
+__all__ = ["MIN_CHUNK_ELEMENTS", "TAIL", "sample_chunks", "run_in_two_rounds"]
 
 R = TypeVar("R")
 
 MIN_CHUNK_ELEMENTS = 100_000
 """Fewest neurons (samples x neurons per sample) worth a thread of their own: about a
 quarter of a millisecond of work, many times a thread hand-off."""
+
+TAIL = 1 / 16
+"""Share of a batch split over threads left to whichever thread finishes its range first."""
 
 _pools: dict[int, ThreadPoolExecutor] = {}  # threads -> pool
 _pools_lock = threading.Lock()
@@ -49,11 +52,15 @@ def _executor(threads: int) -> ThreadPoolExecutor:
 def sample_chunks(batch_size: int, num_neurons: int, max_samples: int, threads: int) -> list[tuple[int, int]]:
     """Split samples ``0..batch_size`` into contiguous ``(start, stop)`` ranges: one per
     thread as long as each has ``MIN_CHUNK_ELEMENTS`` neurons (fewer for smaller batches),
-    none longer than ``max_samples``. (More, smaller chunks would balance better, but cost
-    more than they balance: the threads contend for the GIL between NumPy calls.)"""
+    none longer than ``max_samples``; with several threads, the last :data:`TAIL` of the
+    batch as one more range, for whichever thread is done first (the pool's thread starts
+    a little after the caller's). More, smaller ranges would balance better, but cost more
+    than they balance."""
     threads = max(1, min(threads, batch_size * num_neurons // MIN_CHUNK_ELEMENTS))
-    chunks = max(threads, -(-batch_size // max_samples))
-    edges = [batch_size * i // chunks for i in range(chunks + 1)]
+    tail = min(int(batch_size * TAIL), max_samples) if threads > 1 else 0
+    head = batch_size - tail
+    chunks = max(threads, -(-head // max_samples))
+    edges = [head * i // chunks for i in range(chunks + 1)] + [batch_size]
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
