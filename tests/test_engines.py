@@ -308,7 +308,7 @@ def test_without_numba_the_numpy_path_encodes_the_same_spikes(tmp_path):
         "import torch\n"
         "from spike_encode import latency_encode\n"
         "from spike_encode.engines import compiled\n"
-        "assert not compiled.available() and compiled.uint8_chunk_spikes is None\n"
+        "assert not compiled.available() and compiled.chunk_spikes is None\n"
         "images = torch.load(sys.argv[1])\n"
         "torch.save(latency_encode(images, backend='torch').indices(), sys.argv[2])\n")
     images = digit_like(300, 4)

@@ -29,8 +29,7 @@ try:
 except ImportError:  # the optional "fast" extra
     numba = None
 
-__all__ = ["DISABLE_ENV", "OK", "EMPTY_IMAGE", "NEEDS_REPLAY", "available", "current_chunk_spikes", "place_events",
-           "uint8_chunk_spikes"]
+__all__ = ["DISABLE_ENV", "OK", "EMPTY_IMAGE", "NEEDS_REPLAY", "available", "chunk_spikes", "place_events"]
 
 DISABLE_ENV = "SPIKE_ENCODE_NO_NUMBA"
 """Environment variable: set to a non-empty value to keep the NumPy path with numba installed."""
@@ -192,50 +191,30 @@ def _reserve(out_step, out_neuron, pos, need):  # pragma: no cover - compiled
 
 
 @_compile
-def _buffers(rows, num_steps):  # pragma: no cover - compiled
-    """A chunk's output arrays and a row's work arrays."""
-    count, n = rows.shape
-    out = (np.empty(count * 64 + 1024, np.int32), np.empty(count * 64 + 1024, np.int32))
-    row = (np.empty(n, np.int64), np.empty(n, np.float32))
+def chunk_spikes(pixels, currents, contrast, scale, lif, table, n0, num_steps, period_add, row_spikes):  # pragma: no cover
+    """Every spike of a chunk: of ``(R, N)`` uint8 ``pixels`` under the rule (``contrast``:
+    ``"contrast"``, else ``"sum"``; ``scale``: an image's current, nA), or, where ``pixels``
+    has no rows, of ``(R, N)`` float32 ``currents`` (nA). Returns ``(steps, neurons, spikes,
+    status, row)``: the first ``spikes`` entries in (row, step, neuron) order, each row's
+    count in ``row_spikes``; ``status`` :data:`EMPTY_IMAGE` or :data:`NEEDS_REPLAY` at ``row``."""
+    from_pixels = pixels.shape[0] > 0
+    count, n = pixels.shape if from_pixels else currents.shape
+    out_step = np.empty(count * 64 + 1024, np.int32)
+    out_neuron = np.empty(count * 64 + 1024, np.int32)
+    index = np.empty(n, np.int64)
+    current = np.empty(n, np.float32)
     work = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.zeros(num_steps + 1, np.int64),
             np.zeros(1, np.int32))
-    return out, row, work
-
-
-@_compile
-def uint8_chunk_spikes(pixels, contrast, scale, lif, table, n0, num_steps, period_add, row_spikes):  # pragma: no cover
-    """Every spike of a chunk of ``(R, N)`` uint8 images under the rule (``contrast``:
-    ``"contrast"``, else ``"sum"``; ``scale``: an image's current, nA): ``(steps, neurons,
-    spikes, status, row)``, the first ``spikes`` entries in (row, step, neuron) order, each
-    row's count in ``row_spikes``; ``status`` :data:`EMPTY_IMAGE` or :data:`NEEDS_REPLAY` at ``row``."""
-    (out_step, out_neuron), (index, current), work = _buffers(pixels, num_steps)
     histogram = np.zeros(256, np.int64)
-    n = pixels.shape[1]
     per_neuron = 1 + (num_steps - 1) // (1 + period_add)
     pos = 0
-    for r in range(pixels.shape[0]):
-        driven = _uint8_row_currents(pixels[r], contrast, scale, histogram, index, current)
-        if driven < 0:
-            return out_step, out_neuron, pos, EMPTY_IMAGE, r
-        out_step, out_neuron = _reserve(out_step, out_neuron, pos, n * per_neuron)
-        end = _row_spikes(index, current, driven, n, lif, table, n0, num_steps, period_add, work,
-                          out_step, out_neuron, pos)
-        if end < 0:
-            return out_step, out_neuron, pos, NEEDS_REPLAY, r
-        row_spikes[r] = end - pos
-        pos = end
-    return out_step, out_neuron, pos, OK, -1
-
-
-@_compile
-def current_chunk_spikes(currents, lif, table, n0, num_steps, period_add, row_spikes):  # pragma: no cover
-    """:func:`uint8_chunk_spikes` of a chunk of ``(R, N)`` float32 currents (nA)."""
-    (out_step, out_neuron), (index, current), work = _buffers(currents, num_steps)
-    n = currents.shape[1]
-    per_neuron = 1 + (num_steps - 1) // (1 + period_add)
-    pos = 0
-    for r in range(currents.shape[0]):
-        driven = _given_row_currents(currents[r], index, current)
+    for r in range(count):
+        if from_pixels:
+            driven = _uint8_row_currents(pixels[r], contrast, scale, histogram, index, current)
+            if driven < 0:
+                return out_step, out_neuron, pos, EMPTY_IMAGE, r
+        else:
+            driven = _given_row_currents(currents[r], index, current)
         out_step, out_neuron = _reserve(out_step, out_neuron, pos, n * per_neuron)
         end = _row_spikes(index, current, driven, n, lif, table, n0, num_steps, period_add, work,
                           out_step, out_neuron, pos)

@@ -89,9 +89,8 @@ def prepare(params: EncoderParams) -> None:
     if _fast_path_applies(params):
         crossing_table(params)
         if _compiled_applies(params):
-            constants = _kernel_constants(params)
-            compiled.uint8_chunk_spikes(np.ones((1, 1), np.uint8), True, np.float32(1), *constants, np.empty(1, np.int64))
-            compiled.current_chunk_spikes(np.ones((1, 1), np.float32), *constants, np.empty(1, np.int64))
+            compiled.chunk_spikes(np.ones((1, 1), np.uint8), np.empty((0, 1), np.float32), True, np.float32(1),
+                                  *_kernel_constants(params), np.empty(1, np.int64))
 
 
 def _compiled_applies(params: EncoderParams) -> bool:
@@ -203,13 +202,12 @@ def _numpy_chunk(currents: InputCurrents, start: int, stop: int, params: Encoder
 def _compiled_chunk(currents: InputCurrents, start: int, stop: int, params: EncoderParams, layout: KeyLayout) -> _Chunk:
     """Samples ``start..stop`` in the compiled loop (:mod:`.compiled`), without the GIL."""
     rows, uint8_rule = currents.rows(start, stop)
+    none = np.empty((0, rows.shape[1]), dtype=np.float32 if uint8_rule else np.uint8)
+    pixels, given = (rows, none) if uint8_rule else (none, rows)
+    rule = (currents.spec.input_rule == "contrast", np.float32(currents.rule_scale)) if uint8_rule else (False, np.float32(1))
     row_spikes = np.empty(stop - start, dtype=np.int64)
-    if uint8_rule:
-        steps, neurons, count, status, row = compiled.uint8_chunk_spikes(
-            rows, currents.spec.input_rule == "contrast", np.float32(currents.rule_scale), *_kernel_constants(params),
-            row_spikes)
-    else:
-        steps, neurons, count, status, row = compiled.current_chunk_spikes(rows, *_kernel_constants(params), row_spikes)
+    steps, neurons, count, status, row = compiled.chunk_spikes(pixels, given, *rule, *_kernel_constants(params),
+                                                               row_spikes)
     if status == compiled.EMPTY_IMAGE:
         raise ImageError(start + int(row), EMPTY_IMAGE)
     if status == compiled.NEEDS_REPLAY:
