@@ -227,11 +227,11 @@ def chunk_spikes(pixels, currents, contrast, scale, lif, table, n0, num_steps, p
 
 @_compile
 def place_events(out_step, out_neuron, row_spikes, first_sample, sample, step, neuron):  # pragma: no cover
-    """A chunk's spikes into its slice of the batch's int64 events."""
+    """A chunk's spikes into its slice of the batch's int64 events (one vectorised pass per field)."""
+    count = len(step)
+    step[:] = out_step[:count]
+    neuron[:] = out_neuron[:count]
     j = 0
     for r in range(len(row_spikes)):
-        for _ in range(row_spikes[r]):
-            sample[j] = first_sample + r
-            step[j] = out_step[j]
-            neuron[j] = out_neuron[j]
-            j += 1
+        sample[j : j + row_spikes[r]] = first_sample + r
+        j += row_spikes[r]
