@@ -198,20 +198,18 @@ def test_chunks_run_on_the_pool_only_with_more_than_one_thread():
     import threading
     import time
 
-    from spike_encode.engines.parallel import run_in_two_rounds
+    from spike_encode.engines.parallel import map_on_threads
 
     here = threading.current_thread().name
     for threads in (1, 2):
-        names, seen, done = [], [], []
+        names = []
 
-        def first(i):
+        def work(i):
             time.sleep(0.02)  # long enough for every thread to take a chunk
             names.append(threading.current_thread().name)
             return i * i
 
-        run_in_two_rounds(first, seen.extend, lambda i: done.append((i, list(seen))), 4, threads)
-        assert sorted(seen) == [0, 1, 4, 9]  # every first-round result, once
-        assert sorted(i for i, _ in done) == [0, 1, 2, 3] and all(s == [0, 1, 4, 9] for _, s in done)
+        assert map_on_threads(work, 4, threads) == [0, 1, 4, 9]  # every result, once, in item order
         if threads == 1:
             assert set(names) == {here}
         else:
@@ -221,15 +219,15 @@ def test_chunks_run_on_the_pool_only_with_more_than_one_thread():
 def test_a_held_up_pool_thread_does_not_hold_up_the_batch():
     import threading
 
-    from spike_encode.engines.parallel import _executor, run_in_two_rounds
+    from spike_encode.engines.parallel import _executor, map_on_threads
 
     release = threading.Event()
     blocker = _executor(1).submit(release.wait, 10)  # the pool's only thread is busy elsewhere
     try:
-        out = []
-        run_in_two_rounds(lambda i: i, out.extend, out.append, 6, 2)  # this thread does it all
+        names = []
+        out = map_on_threads(lambda i: names.append(threading.current_thread().name) or i, 6, 2)
         assert not blocker.done(), "the batch waited for the held-up thread"
-        assert out == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]
+        assert out == [0, 1, 2, 3, 4, 5] and set(names) == {threading.current_thread().name}  # this thread did it all
     finally:
         release.set()
         blocker.result(timeout=10)
@@ -260,31 +258,26 @@ def test_a_forked_child_encodes_on_threads_of_its_own(torch_threads):
     assert child.exitcode == 0 and queue.get(timeout=5) > 0
 
 
-@pytest.mark.parametrize("where", ["first round, this thread", "first round, pool thread", "between",
-                                   "second round"])
+@pytest.mark.parametrize("where", ["this thread", "pool thread"])
 def test_an_error_in_a_chunk_reaches_the_caller(where):
-    from spike_encode.engines.parallel import run_in_two_rounds
+    from spike_encode.engines.parallel import map_on_threads
 
-    def fail(at):
-        def step(*_):
-            if at:
-                raise ValueError(f"failed in the {where}")
-        return step
+    def work(i):
+        if i == (0 if where == "this thread" else 1):
+            raise ValueError(f"failed in the {where}")
+        return i
 
-    rounds = [lambda i: fail(where == "first round, this thread" and i == 0 or
-                             where == "first round, pool thread" and i == 1)(),
-              fail(where == "between"), fail(where == "second round")]
     with pytest.raises(ValueError, match=f"failed in the {where}"):
-        run_in_two_rounds(*rounds, 4, 2)
+        map_on_threads(work, 4, 2)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_the_lowest_failing_chunk_names_the_error_whatever_the_threads(threads):
     import time
 
-    from spike_encode.engines.parallel import run_in_two_rounds
+    from spike_encode.engines.parallel import map_on_threads
 
-    def first(i):
+    def work(i):
         if i in (1, 3):
             time.sleep(0.05 if i == 1 else 0)  # chunk 3 fails first
             raise ValueError(f"chunk {i}")
@@ -292,8 +285,7 @@ def test_the_lowest_failing_chunk_names_the_error_whatever_the_threads(threads):
 
     for _ in range(3):
         with pytest.raises(ValueError, match="chunk 1"):
-            run_in_two_rounds(first, lambda results: pytest.fail("between ran"),
-                              lambda i: pytest.fail("second round ran"), 5, threads)
+            map_on_threads(work, 5, threads)
 
 
 @pytest.mark.slow  # spawns a process

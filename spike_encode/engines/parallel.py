@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["MIN_CHUNK_ELEMENTS", "TAIL", "sample_chunks", "run_in_two_rounds"]
+__all__ = ["MIN_CHUNK_ELEMENTS", "TAIL", "map_on_threads", "sample_chunks"]
 
 R = TypeVar("R")
 
@@ -64,89 +64,57 @@ def sample_chunks(batch_size: int, num_neurons: int, max_samples: int, threads: 
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
-def run_in_two_rounds(first: Callable[[int], R], between: Callable[[list[R]], None],
-                      second: Callable[[int], None], count: int, threads: int) -> None:
-    """``first(i)`` for ``i`` in ``range(count)``; once all are done, ``between`` of their
-    results; then ``second(i)`` for every ``i``.
+def map_on_threads(work: Callable[[int], R], count: int, threads: int) -> list[R]:
+    """``[work(i) for i in range(count)]`` on up to ``threads`` threads, this one included,
+    each taking the next item until none is left (one hand-off to the pool per call).
 
-    On up to ``threads`` threads, this one included, each taking the next item of a round
-    until none is left (one hand-off to the pool per call); ``between`` runs in this
-    thread, so what it allocates comes from this thread's memory arena, as with one thread.
-    Every first-round item runs, and the caller gets the error of the lowest one that
-    failed, whatever the threads; then ``between`` and the second round do not run. A
-    failing ``between`` or second-round item stops the items still to start, and its error
-    reaches the caller.
+    Every item runs, and the caller gets the error of the lowest item that failed, whatever
+    the threads.
     """
     threads = min(threads, count)
     if threads <= 1:  # in order: the first error is the lowest item's
-        between([first(i) for i in range(count)])
-        for i in range(count):
-            second(i)
-        return
-    rounds = _TwoRounds(first, second, count)
+        return [work(i) for i in range(count)]
+    items = _Items(work, count)
     pool = _executor(threads - 1)
     for _ in range(threads - 1):
-        pool.submit(rounds.help)
-    rounds.items(0)
-    rounds.round_done[0].wait()  # the items, not the pool: a thread held up elsewhere is not waited for
-    if not rounds.errors:
-        try:
-            between(rounds.results)
-        except BaseException as err:  # noqa: BLE001 - raised below, once the pool threads are let go
-            rounds.errors[(0, count)] = err
-    rounds.second_round.set()
-    if not rounds.errors:
-        rounds.items(1)
-        rounds.round_done[1].wait()
-    if rounds.errors:
-        raise rounds.errors[min(rounds.errors)]
+        pool.submit(items.take_all)
+    items.take_all()
+    items.all_done.wait()  # the items, not the pool: a thread held up elsewhere is not waited for
+    if items.errors:
+        raise items.errors[min(items.errors)]
+    return items.results
 
 
-class _TwoRounds:
-    """The shared state of :func:`run_in_two_rounds`: the next item and the items done of
-    each round, and the errors by ``(round, item)`` (``between``'s as ``(0, count)``)."""
+class _Items:
+    """The shared state of :func:`map_on_threads`: the next item, the items done, the
+    results and the errors by item."""
 
-    def __init__(self, first: Callable[[int], R], second: Callable[[int], None], count: int):
-        self.steps = (first, second)
+    def __init__(self, work: Callable[[int], R], count: int):
+        self.work = work
         self.count = count
         self.results: list[R] = [None] * count  # type: ignore[list-item]
+        self.errors: dict[int, BaseException] = {}
         self.lock = threading.Lock()
-        self.next = [0, 0]
-        self.done = [0, 0]
-        self.round_done = (threading.Event(), threading.Event())
-        self.second_round = threading.Event()
-        self.errors: dict[tuple[int, int], BaseException] = {}
+        self.next = 0
+        self.done = 0
+        self.all_done = threading.Event()
 
-    def _take(self, round_: int) -> int | None:
+    def _take(self) -> int | None:
         with self.lock:
-            if (round_ == 1 and self.errors) or self.next[round_] == self.count:
+            if self.next == self.count:
                 return None
-            self.next[round_] += 1
-            return self.next[round_] - 1
+            self.next += 1
+            return self.next - 1
 
-    def _run(self, round_: int, i: int) -> None:
-        """Run item ``i`` of ``round_``; the round's last to finish says so."""
-        try:
-            if round_ == 0:
-                self.results[i] = self.steps[0](i)
-            else:
-                self.steps[1](i)
-        except BaseException as err:  # noqa: BLE001 - handed to the caller by run_in_two_rounds
+    def take_all(self) -> None:
+        """Run items until none is left; errors are kept for the caller, not raised."""
+        while (i := self._take()) is not None:
+            try:
+                self.results[i] = self.work(i)
+            except BaseException as err:  # noqa: BLE001 - handed to the caller by map_on_threads
+                with self.lock:
+                    self.errors[i] = err
             with self.lock:
-                self.errors[(round_, i)] = err
-        with self.lock:
-            self.done[round_] += 1
-            no_more = self.next[round_] == self.count or (round_ == 1 and bool(self.errors))
-            if no_more and self.done[round_] == self.next[round_]:
-                self.round_done[round_].set()
-
-    def items(self, round_: int) -> None:
-        """Take items of ``round_`` until none is left; errors are kept for the caller, not raised."""
-        while (i := self._take(round_)) is not None:
-            self._run(round_, i)
-
-    def help(self) -> None:
-        """A pool thread's part: items of the first round, then of the second."""
-        self.items(0)
-        self.second_round.wait()
-        self.items(1)
+                self.done += 1
+                if self.done == self.count:
+                    self.all_done.set()

@@ -13,6 +13,7 @@ same state it started from, so every later spike follows at a fixed period.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -25,7 +26,7 @@ from ..params import EncoderParams
 from . import compiled
 from .crossing_table import UNKNOWN, CrossingTable, crossing_table, replay_first_crossing
 from .lif import ArrayT, LIFConstants, lif_alpha
-from .parallel import run_in_two_rounds, sample_chunks
+from .parallel import map_on_threads, sample_chunks
 from .stepper import simulate_steps
 
 __all__ = ["simulate_exact", "first_crossings", "prepare"]
@@ -216,25 +217,17 @@ def _compiled_chunk(currents: InputCurrents, start: int, stop: int, params: Enco
 
 
 def _simulate_cpu(currents: InputCurrents, params: EncoderParams, threads: int) -> SpikeEvents:
-    """:func:`simulate_exact` on the CPU, in chunks of samples on ``threads`` threads: each
-    finds its spikes (in the compiled loop where it applies, else on NumPy); once every
-    chunk has its count (and so its place in the batch), each writes its slice of the
-    batch's int64 events."""
+    """:func:`simulate_exact` on the CPU: chunks of samples find their spikes on ``threads``
+    threads (in the compiled loop where it applies, else on NumPy); then this thread
+    allocates the batch's int64 events (from its own memory arena, as with one thread) and
+    writes each chunk's slice, a copy bound by memory that two threads made no faster."""
     batch, neurons = currents.shape
     layout = KeyLayout(params.num_steps, neurons)
     chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch, threads)
     encode_chunk = _compiled_chunk if _compiled_applies(params) else _numpy_chunk
-    parts: list[_Chunk] = []
-    fields: list[np.ndarray] = []  # one (3, S) array: its rows are SpikeEvents.indices() as they are
-    starts: list[int] = []
-
-    def allocate(done: list[_Chunk]) -> None:
-        parts.extend(done)
-        starts.extend(np.cumsum([0, *(count for count, _ in parts)]).tolist())
-        fields.append(np.empty((3, starts[-1]), dtype=np.int64))
-
-    def write(i: int) -> None:
-        parts[i][1](*fields[0][:, starts[i] : starts[i + 1]])
-
-    run_in_two_rounds(lambda i: encode_chunk(currents, *chunks[i], params, layout), allocate, write, len(chunks), threads)
-    return SpikeEvents(*torch.from_numpy(fields[0]), batch, params.num_steps, neurons)
+    parts = map_on_threads(lambda i: encode_chunk(currents, *chunks[i], params, layout), len(chunks), threads)
+    starts = [0, *itertools.accumulate(count for count, _ in parts)]
+    fields = np.empty((3, starts[-1]), dtype=np.int64)  # its rows are SpikeEvents.indices() as they are
+    for (_, write), start, stop in zip(parts, starts, starts[1:]):
+        write(*fields[:, start:stop])
+    return SpikeEvents(*torch.from_numpy(fields), batch, params.num_steps, neurons)
