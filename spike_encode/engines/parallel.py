@@ -53,14 +53,16 @@ def sample_chunks(batch_size: int, num_neurons: int, max_samples: int, threads: 
     """Split samples ``0..batch_size`` into contiguous ``(start, stop)`` ranges: one per
     thread as long as each has ``MIN_CHUNK_ELEMENTS`` neurons (fewer for smaller batches),
     none longer than ``max_samples``; with several threads, the last :data:`TAIL` of the
-    batch as one more range, for whichever thread is done first (the pool's thread starts
-    a little after the caller's). More, smaller ranges would balance better, but cost more
-    than they balance."""
+    batch in up to one more range per thread (none under ``MIN_CHUNK_ELEMENTS / 8``
+    neurons), taken by whichever threads are done first: the pool's threads start a little
+    after the caller's, and the threads then end within a small range of each other. More,
+    smaller ranges would balance better, but cost more than they balance."""
     threads = max(1, min(threads, batch_size * num_neurons // MIN_CHUNK_ELEMENTS))
     tail = min(int(batch_size * TAIL), max_samples) if threads > 1 else 0
     head = batch_size - tail
     chunks = max(threads, -(-head // max_samples))
-    edges = [head * i // chunks for i in range(chunks + 1)] + [batch_size]
+    pieces = max(1, min(threads, tail * num_neurons * 8 // MIN_CHUNK_ELEMENTS))
+    edges = [head * i // chunks for i in range(chunks + 1)] + [head + tail * i // pieces for i in range(1, pieces + 1)]
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
