@@ -162,11 +162,60 @@ def test_two_threads_give_one_threads_spikes(torch_threads, cpu_path):
         assert torch.equal(getattr(one, name), getattr(two, name)), name
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batches_in_a_row_never_share_or_mix_their_spikes(threads, torch_threads, cpu_path):
+    """The compiled loop keeps its output arrays for the thread's next batch: batches of other
+    sizes, far more spikes (the arrays grow) and a held result must all come out unchanged."""
+    torch_threads(threads)
+    sparse, repeating = EncoderParams(), EncoderParams(lif=LIFParams(TauRefrac=0.5))  # about 40 spikes a neuron
+    batches = [(digit_like(1000, 1), sparse), (digit_like(300, 2), repeating), (digit_like(20, 3), sparse),
+               (digit_like(1000, 1), sparse)]
+    held = []
+    for images, params in batches:
+        currents = normalised_currents(images.reshape(len(images), -1), params.input_scale)
+        held.append((assert_same_spikes(currents, params), currents, params))
+    for events, currents, params in held:  # still each its own batch's spikes
+        again = simulate_steps(currents, params)
+        assert all(torch.equal(getattr(events, f), getattr(again, f)) for f in ("sample", "step", "neuron"))
+    assert len(held[1][0]) > 64 * 300  # more than the first guess of 64 spikes an image
+
+
+def test_kept_output_arrays_stay_small(monkeypatch, torch_threads):
+    pytest.importorskip("numba", reason="the compiled CPU loop needs numba (pip install 'spike_encode[fast]')")
+    from spike_encode.engines import torch_engine
+
+    torch_threads(2)
+    monkeypatch.setattr(torch_engine, "KEPT_OUTPUT_SPIKES", 50_000)
+    currents = normalised_currents(digit_like(1000, 0).reshape(1000, -1), 80.0)
+    assert_same_spikes(currents, EncoderParams())  # 2 x 60,000 spikes: too many to keep
+    assert all(len(arrays) == 0 or len(arrays[0]) <= 50_000 for arrays in torch_engine._kept.outputs)
+    assert_same_spikes(currents[:100], EncoderParams())
+
+
+def test_threads_encoding_at_once_each_get_their_own_spikes(torch_threads, cpu_path):
+    """Several of the user's threads share the engine's pool: each batch's spikes stay its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch_threads(2)
+    params = EncoderParams()
+    batches = [normalised_currents(digit_like(n, seed).reshape(n, -1), params.input_scale)
+               for seed, n in enumerate((1000, 700, 400))]
+    expected = [simulate_steps(c, params) for c in batches]
+
+    def encode(i: int) -> bool:
+        return all(torch.equal(simulate_exact(batches[i % 3], params).neuron, expected[i % 3].neuron)
+                   for _ in range(5))
+
+    with ThreadPoolExecutor(3) as users:
+        assert all(users.map(encode, range(9)))
+
+
 def test_chunks_cover_the_batch_one_per_thread_plus_a_tail_and_small_batches_stay_whole():
     from spike_encode.engines.parallel import sample_chunks
 
-    # one range per thread, and the last 1/16 for whichever thread is done first
-    assert sample_chunks(1000, 784, 1 << 14, threads=2) == [(0, 469), (469, 938), (938, 1000)]
+    # one range per thread, and the last 1/16 in a range per thread for whichever is done first
+    assert sample_chunks(1000, 784, 1 << 14, threads=2) == [(0, 469), (469, 938), (938, 969), (969, 1000)]
+    # a tail of 16 MNIST images (12,544 neurons) stays one range: two would cost more than they balance
     assert sample_chunks(256, 784, 1 << 14, threads=2) == [(0, 120), (120, 240), (240, 256)]  # 100,000 neurons
     assert sample_chunks(255, 784, 1 << 14, threads=2) == [(0, 255)]
     assert sample_chunks(1000, 784, 1 << 14, threads=1) == [(0, 1000)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -91,7 +92,7 @@ def prepare(params: EncoderParams) -> None:
         crossing_table(params)
         if _compiled_applies(params):
             compiled.chunk_spikes(np.ones((1, 1), np.uint8), np.empty((0, 1), np.float32), True, np.float32(1),
-                                  *_kernel_constants(params), np.empty(1, np.int64))
+                                  *_kernel_constants(params), np.empty(1, np.int64), *_new_outputs(1))
 
 
 def _compiled_applies(params: EncoderParams) -> bool:
@@ -189,8 +190,33 @@ def simulate_exact(currents: InputCurrents | torch.Tensor, params: EncoderParams
 #: A chunk's spike count, and how to write its spikes into three int64 slices that long.
 _Chunk = tuple[int, Callable[[np.ndarray, np.ndarray, np.ndarray], None]]
 
+KEPT_OUTPUT_SPIKES = 1 << 18
+"""Most spikes a chunk's int32 output arrays in the compiled loop may hold to be kept for
+the calling thread's next batch (2 MiB a chunk). A chunk of 500 MNIST images has about
+60,000 spikes: new arrays for each would be slower to write into."""
 
-def _numpy_chunk(currents: InputCurrents, start: int, stop: int, params: EncoderParams, layout: KeyLayout) -> _Chunk:
+_kept = threading.local()  # .outputs: per calling thread, one [steps, neurons] slot per chunk
+
+
+def _output_slots(chunks: int) -> list[list[np.ndarray]]:
+    """The calling thread's ``[steps, neurons]`` int32 output arrays for each of ``chunks``
+    chunks, those of its last batch where kept (a thread encodes one batch at a time, so
+    a slot is never in two batches' use at once)."""
+    slots = getattr(_kept, "outputs", None)
+    if slots is None:
+        slots = _kept.outputs = []
+    slots.extend([] for _ in range(chunks - len(slots)))
+    return slots[:chunks]
+
+
+def _new_outputs(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Output arrays for ``rows`` rows at a first guess of 64 spikes a row (the loop grows them)."""
+    size = rows * 64 + 1024
+    return np.empty(size, np.int32), np.empty(size, np.int32)
+
+
+def _numpy_chunk(currents: InputCurrents, start: int, stop: int, params: EncoderParams, layout: KeyLayout,
+                 slot: list[np.ndarray] | None = None) -> _Chunk:
     """Samples ``start..stop`` on NumPy: their spikes packed into sorted :class:`KeyLayout` keys."""
     neurons = currents.shape[1]
     positions, values = currents.driven(start, stop)
@@ -200,15 +226,18 @@ def _numpy_chunk(currents: InputCurrents, start: int, stop: int, params: Encoder
     return len(keys), lambda *fields: layout.unpack(keys, start, *fields)
 
 
-def _compiled_chunk(currents: InputCurrents, start: int, stop: int, params: EncoderParams, layout: KeyLayout) -> _Chunk:
-    """Samples ``start..stop`` in the compiled loop (:mod:`.compiled`), without the GIL."""
+def _compiled_chunk(currents: InputCurrents, start: int, stop: int, params: EncoderParams, layout: KeyLayout,
+                    slot: list[np.ndarray]) -> _Chunk:
+    """Samples ``start..stop`` in the compiled loop (:mod:`.compiled`), without the GIL, into
+    the output arrays in ``slot`` (or new ones, then kept there while small enough)."""
     rows, uint8_rule = currents.rows(start, stop)
     none = np.empty((0, rows.shape[1]), dtype=np.float32 if uint8_rule else np.uint8)
     pixels, given = (rows, none) if uint8_rule else (none, rows)
     rule = (currents.spec.input_rule == "contrast", np.float32(currents.rule_scale)) if uint8_rule else (False, np.float32(1))
     row_spikes = np.empty(stop - start, dtype=np.int64)
     steps, neurons, count, status, row = compiled.chunk_spikes(pixels, given, *rule, *_kernel_constants(params),
-                                                               row_spikes)
+                                                               row_spikes, *(slot or _new_outputs(stop - start)))
+    slot[:] = [steps, neurons] if len(steps) <= KEPT_OUTPUT_SPIKES else []
     if status == compiled.EMPTY_IMAGE:
         raise ImageError(start + int(row), EMPTY_IMAGE)
     if status == compiled.NEEDS_REPLAY:
@@ -225,7 +254,8 @@ def _simulate_cpu(currents: InputCurrents, params: EncoderParams, threads: int) 
     layout = KeyLayout(params.num_steps, neurons)
     chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch, threads)
     encode_chunk = _compiled_chunk if _compiled_applies(params) else _numpy_chunk
-    parts = map_on_threads(lambda i: encode_chunk(currents, *chunks[i], params, layout), len(chunks), threads)
+    slots = _output_slots(len(chunks))
+    parts = map_on_threads(lambda i: encode_chunk(currents, *chunks[i], params, layout, slots[i]), len(chunks), threads)
     starts = [0, *itertools.accumulate(count for count, _ in parts)]
     fields = np.empty((3, starts[-1]), dtype=np.int64)  # its rows are SpikeEvents.indices() as they are
     for (_, write), start, stop in zip(parts, starts, starts[1:]):
