@@ -217,6 +217,8 @@ def test_chunks_cover_the_batch_one_per_thread_plus_a_tail_and_small_batches_sta
     assert sample_chunks(1000, 784, 1 << 14, threads=2) == [(0, 469), (469, 938), (938, 969), (969, 1000)]
     # a tail of 16 MNIST images (12,544 neurons) stays one range: two would cost more than they balance
     assert sample_chunks(256, 784, 1 << 14, threads=2) == [(0, 120), (120, 240), (240, 256)]  # 100,000 neurons
+    # NumPy chunks hold the GIL part of the time: one tail range
+    assert sample_chunks(1000, 784, 1 << 14, threads=2, tail_per_thread=False) == [(0, 469), (469, 938), (938, 1000)]
     assert sample_chunks(255, 784, 1 << 14, threads=2) == [(0, 255)]
     assert sample_chunks(1000, 784, 1 << 14, threads=1) == [(0, 1000)]
     many = sample_chunks(1000, 784, 3, threads=2)  # none above 3 samples, the tail included
@@ -230,7 +232,7 @@ def test_the_engine_takes_torchs_thread_count_unless_told(monkeypatch, torch_thr
     asked = []
     real = parallel.sample_chunks
     monkeypatch.setattr("spike_encode.engines.torch_engine.sample_chunks",
-                        lambda *args: asked.append(args[-1]) or real(*args))
+                        lambda *args, **kwargs: asked.append(args[-1]) or real(*args, **kwargs))
     currents = normalised_currents(digit_like(300, 0).reshape(300, -1), 80.0)
     torch_threads(1)  # as in a DataLoader worker
     simulate_exact(currents, EncoderParams())

@@ -49,19 +49,21 @@ def _executor(threads: int) -> ThreadPoolExecutor:
         return _pools[threads]
 
 
-def sample_chunks(batch_size: int, num_neurons: int, max_samples: int, threads: int) -> list[tuple[int, int]]:
+def sample_chunks(batch_size: int, num_neurons: int, max_samples: int, threads: int, *,
+                  tail_per_thread: bool = True) -> list[tuple[int, int]]:
     """Split samples ``0..batch_size`` into contiguous ``(start, stop)`` ranges: one per
     thread as long as each has ``MIN_CHUNK_ELEMENTS`` neurons (fewer for smaller batches),
     none longer than ``max_samples``; with several threads, the last :data:`TAIL` of the
-    batch in up to one more range per thread (none under ``MIN_CHUNK_ELEMENTS / 8``
-    neurons), taken by whichever threads are done first: the pool's threads start a little
-    after the caller's, and the threads then end within a small range of each other. More,
-    smaller ranges would balance better, but cost more than they balance."""
+    batch for whichever threads are done first (the pool's threads start a little after the
+    caller's), in up to one range per thread (none under ``MIN_CHUNK_ELEMENTS / 8``
+    neurons) so that the threads end close together, or in one range without
+    ``tail_per_thread`` (work that holds the GIL part of the time, where each range more
+    costs more than it balances)."""
     threads = max(1, min(threads, batch_size * num_neurons // MIN_CHUNK_ELEMENTS))
     tail = min(int(batch_size * TAIL), max_samples) if threads > 1 else 0
     head = batch_size - tail
     chunks = max(threads, -(-head // max_samples))
-    pieces = max(1, min(threads, tail * num_neurons * 8 // MIN_CHUNK_ELEMENTS))
+    pieces = max(1, min(threads, tail * num_neurons * 8 // MIN_CHUNK_ELEMENTS)) if tail_per_thread else 1
     edges = [head * i // chunks for i in range(chunks + 1)] + [head + tail * i // pieces for i in range(1, pieces + 1)]
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 

@@ -252,8 +252,9 @@ def _simulate_cpu(currents: InputCurrents, params: EncoderParams, threads: int) 
     writes each chunk's slice, a copy bound by memory that two threads made no faster."""
     batch, neurons = currents.shape
     layout = KeyLayout(params.num_steps, neurons)
-    chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch, threads)
-    encode_chunk = _compiled_chunk if _compiled_applies(params) else _numpy_chunk
+    compiled_loop = _compiled_applies(params)
+    chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch, threads, tail_per_thread=compiled_loop)
+    encode_chunk = _compiled_chunk if compiled_loop else _numpy_chunk
     slots = _output_slots(len(chunks))
     parts = map_on_threads(lambda i: encode_chunk(currents, *chunks[i], params, layout, slots[i]), len(chunks), threads)
     starts = [0, *itertools.accumulate(count for count, _ in parts)]
