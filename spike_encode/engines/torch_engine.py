@@ -217,7 +217,8 @@ def _new_outputs(rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _numpy_chunk(currents: InputCurrents, start: int, stop: int, params: EncoderParams, layout: KeyLayout,
                  slot: list[np.ndarray] | None = None) -> _Chunk:
-    """Samples ``start..stop`` on NumPy: their spikes packed into sorted :class:`KeyLayout` keys."""
+    """Samples ``start..stop`` on NumPy: their spikes packed into sorted :class:`KeyLayout`
+    keys (``slot``, the compiled loop's output arrays, is not used here)."""
     neurons = currents.shape[1]
     positions, values = currents.driven(start, stop)
     where, k1 = _spikes(positions, values, (stop - start) * neurons, params, LIFConstants.build(params, "cpu").numpy())
