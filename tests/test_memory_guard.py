@@ -30,7 +30,7 @@ def test_a_dense_batch_larger_than_memory_is_refused_naming_its_size():
     with pytest.raises(MemoryError, match=rf"float32 raster of {B} images x 1,000,000 steps x 784 neurons needs {gb:,.1f} GB"
                                           r".*of memory available on cpu; use output='sparse'"):
         Dense().render(ev, dt=0.1, image_shape=None, batched=True)
-    spikes = torch.sparse_coo_tensor(torch.zeros((3, 0), dtype=torch.int64), torch.zeros(0), (B, T, N))
+    spikes = torch.sparse_coo_tensor(torch.zeros((3, 0), dtype=torch.int64), torch.zeros(0), (B, T, N), check_invariants=True)
     with pytest.raises(MemoryError, match="GB"):
         to_dense(spikes, time_first=True)
 
