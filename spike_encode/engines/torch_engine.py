@@ -92,8 +92,10 @@ def prepare(params: EncoderParams) -> None:
         crossing_table(params)
         if _compiled_applies(params):
             for dtype in (np.int16, np.int32):  # the output integers of small and large images
+                outputs = _new_outputs(1, dtype)
                 compiled.chunk_spikes(np.ones((1, 1), np.uint8), np.empty((0, 1), np.float32), True, np.float32(1),
-                                      *_kernel_constants(params), np.empty(1, np.int64), *_new_outputs(1, dtype))
+                                      *_kernel_constants(params), np.empty(1, np.int64), *outputs)
+                compiled.place_events(*outputs, np.zeros(1, np.int64), 0, *np.empty((3, 0), np.int64))
 
 
 def _compiled_applies(params: EncoderParams) -> bool:
