@@ -184,7 +184,7 @@ def encode_subtitle(payload: dict) -> str:
     where = m["gpu"] if payload["device"] != "cpu" else f"{m['cpu']}, {m['cores']} cores"
     return (f"{where} — torch {m['torch']}, numpy {m.get('numpy', '?')}, {m['date'][:10]}\nMNIST test images, "
             f"batches of {payload['batch_size']}, median of {payload['repeats']} passes interleaved by group"
-            + ("; numba installed (compiled loop)" if payload.get("compiled_loop") else ""))
+            + ("\nnumba installed (compiled loop)" if payload.get("compiled_loop") else ""))
 
 
 def encode_markdown(payload: dict) -> str:
