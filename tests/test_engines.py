@@ -180,7 +180,7 @@ def test_batches_in_a_row_never_share_or_mix_their_spikes(threads, torch_threads
     assert len(held[1][0]) > 64 * 300  # more than the first guess of 64 spikes an image
 
 
-@pytest.mark.parametrize("case", ["over 32,768 neurons", "over 32,768 steps"])
+@pytest.mark.parametrize("case", ["32,769 neurons", "over 32,768 steps"])
 def test_indices_beyond_int16_survive_a_small_batch_before_them(case, torch_threads, cpu_path):
     """The compiled loop writes small images' steps and neurons as int16: a larger image or a
     longer window on the same thread after one must still get every index whole."""
@@ -188,10 +188,10 @@ def test_indices_beyond_int16_survive_a_small_batch_before_them(case, torch_thre
     params = EncoderParams()
     small = normalised_currents(digit_like(50, 4).reshape(50, -1), params.input_scale)
     assert_same_spikes(small, params)  # leaves int16 output arrays for this thread
-    if case == "over 32,768 neurons":
-        currents = torch.zeros(3, 192 * 192)
-        currents[:, torch.arange(40, 192 * 192, 97)] = 0.3  # 380 pixels, the last ones past 32,767
-        params = EncoderParams(input_scale=80.0 * 380 / 784)
+    if case == "32,769 neurons":
+        currents = torch.zeros(3, 32_769)
+        currents[:, torch.arange(32_768, 0, -97)] = 0.3  # 338 pixels, the last neuron (32,768) among them
+        params = EncoderParams()
         top = "neuron"
     else:
         currents = torch.full((2, 4), 10.0)  # about a spike every 9 steps over 40,000 steps
