@@ -191,7 +191,6 @@ def test_indices_beyond_int16_survive_a_small_batch_before_them(case, torch_thre
     if case == "32,769 neurons":
         currents = torch.zeros(3, 32_769)
         currents[:, torch.arange(32_768, 0, -97)] = 0.3  # 338 pixels, the last neuron (32,768) among them
-        params = EncoderParams()
         top = "neuron"
     else:
         currents = torch.full((2, 4), 10.0)  # about a spike every 9 steps over 40,000 steps
