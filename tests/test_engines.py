@@ -181,13 +181,13 @@ def test_batches_in_a_row_never_share_or_mix_their_spikes(threads, torch_threads
 
 
 @pytest.mark.parametrize("case", ["32,769 neurons", "over 32,768 steps"])
-def test_indices_beyond_int16_survive_a_small_batch_before_them(case, torch_threads, cpu_path):
-    """The compiled loop writes small images' steps and neurons as int16: a larger image or a
-    longer window on the same thread after one must still get every index whole."""
+def test_indices_past_16_bits_survive_a_small_batch_before_them(case, torch_threads, cpu_path):
+    """A larger image or a longer window after a small batch on the same thread (whose output
+    arrays the compiled loop keeps) gets every index whole, past 16 bits too."""
     torch_threads(1)
     params = EncoderParams()
     small = normalised_currents(digit_like(50, 4).reshape(50, -1), params.input_scale)
-    assert_same_spikes(small, params)  # leaves int16 output arrays for this thread
+    assert_same_spikes(small, params)  # leaves kept output arrays for this thread
     if case == "32,769 neurons":
         currents = torch.zeros(3, 32_769)
         currents[:, torch.arange(32_768, 0, -97)] = 0.3  # 338 pixels, the last neuron (32,768) among them

@@ -183,9 +183,9 @@ def _reserve(out_step, out_neuron, pos, need):  # pragma: no cover - compiled
     if pos + need <= len(out_step):
         return out_step, out_neuron
     capacity = max(2 * len(out_step), pos + need)
-    grown_step = np.empty(capacity, out_step.dtype)
+    grown_step = np.empty(capacity, np.int32)
     grown_step[:pos] = out_step[:pos]
-    grown_neuron = np.empty(capacity, out_neuron.dtype)
+    grown_neuron = np.empty(capacity, np.int32)
     grown_neuron[:pos] = out_neuron[:pos]
     return grown_step, grown_neuron
 
@@ -198,9 +198,8 @@ def chunk_spikes(pixels, currents, contrast, scale, lif, table, n0, num_steps, p
     has no rows, of ``(R, N)`` float32 ``currents`` (nA). Returns ``(steps, neurons, spikes,
     status, row)``: the first ``spikes`` entries in (row, step, neuron) order, each row's
     count in ``row_spikes``; ``status`` :data:`EMPTY_IMAGE` or :data:`NEEDS_REPLAY` at ``row``.
-    ``steps`` and ``neurons`` are the integer arrays ``out_step`` and ``out_neuron`` (int16
-    or int32, wide enough for every step and neuron), or new, larger ones of their type
-    where the spikes did not fit."""
+    ``steps`` and ``neurons`` are the int32 arrays ``out_step`` and ``out_neuron``, or new,
+    larger ones where the spikes did not fit."""
     from_pixels = pixels.shape[0] > 0
     count, n = pixels.shape if from_pixels else currents.shape
     index = np.empty(n, np.int64)

@@ -91,11 +91,10 @@ def prepare(params: EncoderParams) -> None:
     if _fast_path_applies(params):
         crossing_table(params)
         if _compiled_applies(params):
-            for dtype in (np.int16, np.int32):  # the output integers of small and large images
-                outputs = _new_outputs(1, dtype)
-                compiled.chunk_spikes(np.ones((1, 1), np.uint8), np.empty((0, 1), np.float32), True, np.float32(1),
-                                      *_kernel_constants(params), np.empty(1, np.int64), *outputs)
-                compiled.place_events(*outputs, np.zeros(1, np.int64), 0, *np.empty((3, 0), np.int64))
+            outputs = _new_outputs(1)
+            compiled.chunk_spikes(np.ones((1, 1), np.uint8), np.empty((0, 1), np.float32), True, np.float32(1),
+                                  *_kernel_constants(params), np.empty(1, np.int64), *outputs)
+            compiled.place_events(*outputs, np.zeros(1, np.int64), 0, *np.empty((3, 0), np.int64))
 
 
 def _compiled_applies(params: EncoderParams) -> bool:
@@ -194,15 +193,15 @@ def simulate_exact(currents: InputCurrents | torch.Tensor, params: EncoderParams
 _Chunk = tuple[int, Callable[[np.ndarray, np.ndarray, np.ndarray], None]]
 
 KEPT_OUTPUT_SPIKES = 1 << 18
-"""Most spikes a chunk's output arrays in the compiled loop may hold to be kept for the
-calling thread's next batch (1 MiB a chunk in int16, 2 MiB in int32). A chunk of 500
-MNIST images has about 60,000 spikes: new arrays for each would be slower to write into."""
+"""Most spikes a chunk's int32 output arrays in the compiled loop may hold to be kept for
+the calling thread's next batch (2 MiB a chunk). A chunk of 500 MNIST images has about
+60,000 spikes: new arrays for each would be slower to write into."""
 
 _kept = threading.local()  # .outputs: per calling thread, one [steps, neurons] slot per chunk
 
 
 def _output_slots(chunks: int) -> list[list[np.ndarray]]:
-    """The calling thread's ``[steps, neurons]`` output arrays for each of ``chunks``
+    """The calling thread's ``[steps, neurons]`` int32 output arrays for each of ``chunks``
     chunks, those of its last batch where kept (a thread encodes one batch at a time, so
     a slot is never in two batches' use at once)."""
     slots = getattr(_kept, "outputs", None)
@@ -212,16 +211,10 @@ def _output_slots(chunks: int) -> list[list[np.ndarray]]:
     return slots[:chunks]
 
 
-def _output_dtype(num_steps: int, num_neurons: int) -> type[np.integer]:
-    """The compiled loop's output integers: int16 where every step and neuron fits (half the
-    memory traffic of int32), else int32."""
-    return np.int16 if max(num_steps, num_neurons) <= np.iinfo(np.int16).max + 1 else np.int32
-
-
-def _new_outputs(rows: int, dtype: type[np.integer]) -> tuple[np.ndarray, np.ndarray]:
+def _new_outputs(rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Output arrays for ``rows`` rows at a first guess of 64 spikes a row (the loop grows them)."""
     size = rows * 64 + 1024
-    return np.empty(size, dtype), np.empty(size, dtype)
+    return np.empty(size, np.int32), np.empty(size, np.int32)
 
 
 def _numpy_chunk(currents: InputCurrents, start: int, stop: int, params: EncoderParams, layout: KeyLayout,
@@ -245,10 +238,8 @@ def _compiled_chunk(currents: InputCurrents, start: int, stop: int, params: Enco
     pixels, given = (rows, none) if uint8_rule else (none, rows)
     rule = (currents.spec.input_rule == "contrast", np.float32(currents.rule_scale)) if uint8_rule else (False, np.float32(1))
     row_spikes = np.empty(stop - start, dtype=np.int64)
-    dtype = _output_dtype(params.num_steps, rows.shape[1])
-    outputs = slot if slot and slot[0].dtype == dtype else _new_outputs(stop - start, dtype)
     steps, neurons, count, status, row = compiled.chunk_spikes(pixels, given, *rule, *_kernel_constants(params),
-                                                               row_spikes, *outputs)
+                                                               row_spikes, *(slot or _new_outputs(stop - start)))
     slot[:] = [steps, neurons] if len(steps) <= KEPT_OUTPUT_SPIKES else []
     if status == compiled.EMPTY_IMAGE:
         raise ImageError(start + int(row), EMPTY_IMAGE)
