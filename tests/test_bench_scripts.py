@@ -144,3 +144,46 @@ def test_bench_encode_quick_run_and_plot(tmp_path, data_root):
     assert plot.returncode == 0, plot.stderr[-2000:]
     assert (tmp_path / "encode.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| dense float32, dense_raster(out=) (reused) | 60 | 2 |" in plot.stdout
+
+
+@pytest.mark.slow
+def test_bench_revisions_compares_this_checkout_with_a_revision_in_both_import_orders(tmp_path, data_root):
+    out = tmp_path / "revisions.json"
+    cmd = [sys.executable, str(BENCH / "bench_revisions.py"), "--base", "HEAD", "--data-root", str(data_root),
+           "--images", "200", "--batch-size", "100", "--rounds", "2", "--threads", "2", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads(out.read_text())
+    head = subprocess.run(["git", "-C", str(BENCH.parent), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert payload["base"]["commit"] == head.stdout.strip() == payload["work"]["commit"]
+    assert payload["images"] == 200 and payload["rounds_per_order"] == 2
+    assert set(payload["timings_s"]) == {"base_first", "work_first"}
+    for timings in payload["timings_s"].values():
+        assert set(timings) == {"base 1", "base 2", "work 1", "work 2"}
+        assert all(len(t) == 2 and min(t) > 0 for t in timings.values())
+    by_order = payload["work_over_base_by_order"]
+    for count in ("1", "2"):  # the geometric mean of the two orders
+        assert payload["work_over_base"][count] == pytest.approx(
+            (by_order["base_first"][count] * by_order["work_first"][count]) ** 0.5)
+        assert 0.2 < payload["work_over_base"][count] < 5
+    assert set(payload["threads_speedup"]) == {"base", "work"}
+
+
+def test_bench_revisions_refuses_an_unknown_revision_in_one_line(tmp_path):
+    cmd = [sys.executable, str(BENCH / "bench_revisions.py"), "--base", "no-such-revision", "--out", str(tmp_path / "x")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith("error: --base 'no-such-revision' is not a commit of "
+                                                         f"{BENCH.parent}")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()
+
+
+def test_a_revision_that_imports_spike_encode_by_name_is_found(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from bench_revisions import absolute_imports
+
+    (tmp_path / "engines").mkdir()
+    (tmp_path / "__init__.py").write_text("from .engines import x\nimport spike_encode_extra\n")
+    (tmp_path / "engines" / "a.py").write_text('"""doc"""\n\nfrom spike_encode.events import SpikeEvents\n')
+    (tmp_path / "engines" / "b.py").write_text("if True:\n    import spike_encode\n")
+    assert absolute_imports(tmp_path) == ["engines/a.py", "engines/b.py"]
