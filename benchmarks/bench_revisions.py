@@ -92,7 +92,7 @@ def time_versions(folder: Path, first: str, data_root: str, images: int, batch_s
         a, b = (encoders[v](batch) for v in VERSIONS)
         if a.shape != b.shape or not torch.equal(a.indices(), b.indices()):
             raise SystemExit(f"batch {i}: the base revision and this checkout give different spikes")
-    del a, b
+    del a, b  # not held while timing
 
     def one_pass(version: str, count: int) -> float:
         torch.set_num_threads(count)
@@ -103,8 +103,9 @@ def time_versions(folder: Path, first: str, data_root: str, images: int, batch_s
 
     counts = sorted({1, threads})
     times: dict[str, list[float]] = {f"{v} {c}": [] for v in VERSIONS for c in counts}
-    for key in times:  # warm-up: the pool threads, the kept output arrays
-        one_pass(key.split()[0], int(key.split()[1]))
+    for version in order:  # warm-up: the pool threads, the kept output arrays
+        for count in counts:
+            one_pass(version, count)
     with OtherLoad() as load:
         for r in range(rounds):
             for version in (order if r % 2 == 0 else order[::-1]):
