@@ -137,6 +137,38 @@ def test_an_exception_that_can_be_rebuilt_keeps_its_type(fail, kind, workers, en
     assert "dataset index 3: " in str(raised.value)
 
 
+def _exhausted_iterator():
+    next(iter(()))
+
+
+def _async_end():
+    raise StopAsyncIteration("no more")
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+@pytest.mark.parametrize("fail", [_exhausted_iterator, _async_end])
+def test_a_dataset_raising_stop_iteration_fails_the_epoch_instead_of_ending_it(fail, workers, enc):
+    loader = SpikeLoader(SyntheticImages(6, raising={3: fail}), enc, batch_size=2, num_workers=workers)
+    with pytest.raises(RuntimeError, match="dataset index 3"):
+        list(loader)  # a StopIteration kept as it is would end the epoch after 2 of 6 items
+
+
+def test_a_collate_fn_raising_stop_iteration_on_an_iterable_dataset_fails_the_epoch(enc):
+    def collate(items):
+        raise StopIteration
+
+    with pytest.raises(RuntimeError, match="collate_fn raised StopIteration"):
+        list(SpikeLoader(_Stream(torch.rand(4, 1, 8, 8) + 0.1), enc, batch_size=2, collate_fn=collate))
+
+
+def test_an_encoder_raising_stop_iteration_fails_the_epoch(enc):
+    def encoder(images):
+        return next(iter(()))
+
+    with pytest.raises(RuntimeError, match="the encoder raised StopIteration"):
+        list(SpikeLoader(SyntheticImages(4), encoder, batch_size=2))
+
+
 def test_a_dataset_fetching_whole_batches_still_names_the_failing_item(enc):
     ds = Subset(SyntheticImages(12, raising={9: _truncated_file}), range(2, 12))  # Subset fetches batches; its item 7 fails
     loader = SpikeLoader(ds, enc, batch_size=4)

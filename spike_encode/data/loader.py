@@ -194,11 +194,15 @@ def rebuilt_with(err: Exception, message: str) -> Exception:
     """An exception to raise ``from err`` that says ``message``: of ``err``'s own type when
     that type rebuilds from the message alone (as PyTorch's ``ExceptionWrapper`` checks), else
     a ``RuntimeError`` naming the type (a ``UnicodeDecodeError`` or ``json.JSONDecodeError``
-    needs more arguments)."""
-    try:
-        rebuilt = type(err)(message)
-    except Exception:  # noqa: BLE001 - any constructor failure means: cannot rebuild
-        rebuilt = None
+    needs more arguments). A ``StopIteration`` (or ``StopAsyncIteration``) is never kept:
+    raised again from the loader's ``__next__`` it would end the epoch early without a
+    word, so it becomes a ``RuntimeError``, as Python does for one escaping a generator."""
+    rebuilt = None
+    if not isinstance(err, (StopIteration, StopAsyncIteration)):
+        try:
+            rebuilt = type(err)(message)
+        except Exception:  # noqa: BLE001 - any constructor failure means: cannot rebuild
+            pass
     if type(rebuilt) is type(err) and rebuilt.args == (message,):
         return rebuilt
     return RuntimeError(f"{type(err).__name__}: {message}")
@@ -224,11 +228,15 @@ class _IndexedDataset(Dataset):
         if not getitems:
             return [self[i] for i in indices]
         try:  # the dataset's own batched fetch (e.g. Hugging Face datasets, Subset)
-            return list(zip(indices, getitems(indices)))
+            items = list(getitems(indices))
         except Exception as err:
             for index in indices:  # one by one, to name the item that fails alone
                 self[index]
             raise rebuilt_with(err, f"dataset indices {list(indices)}: {err}") from err
+        if len(items) != len(indices):
+            raise ValueError(f"the dataset's __getitems__ returned {len(items)} items for the "
+                             f"{len(indices)} dataset indices {list(indices)}")
+        return list(zip(indices, items))
 
 
 class _Loaded(NamedTuple):
@@ -255,9 +263,11 @@ class _IndexedCollate:
         try:
             batch = self.collate_fn(items)
         except Exception as err:
-            if indices is None:
-                raise
-            raise rebuilt_with(err, f"{err}\n(in the batch of dataset indices {indices})") from err
+            if indices is not None:
+                raise rebuilt_with(err, f"{err}\n(in the batch of dataset indices {indices})") from err
+            if isinstance(err, (StopIteration, StopAsyncIteration)):  # not the end of an iterable dataset
+                raise rebuilt_with(err, f"collate_fn raised {err!r}") from err
+            raise
         return _Loaded(indices, image_key_of(items[0], self.image_key) if self.find_image else None, batch)
 
 
@@ -273,7 +283,10 @@ class _EncodingIterator:
 
     def __next__(self) -> Any:
         loaded = next(self._batches)
-        return self._loader.encode_batch(loaded.batch, loaded.indices, loaded.image_at)
+        try:
+            return self._loader.encode_batch(loaded.batch, loaded.indices, loaded.image_at)
+        except (StopIteration, StopAsyncIteration) as err:  # from the encoder: not the epoch's end
+            raise rebuilt_with(err, f"the encoder raised {err!r}") from err
 
     def __len__(self) -> int:
         return len(self._batches)
