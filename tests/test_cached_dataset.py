@@ -1,11 +1,11 @@
 """encode_dataset / SpikeDataset on real MNIST test images: an exact round trip, items as
-the encoder returns them, fast loading, and parameters that differ are refused."""
+the encoder returns them, one batch of everything, parameters that differ refused; and
+datasets whose images change shape or whose items fall short, refused."""
 
 from __future__ import annotations
 
 import pickle
 import re
-import time
 
 import pytest
 import torch
@@ -131,13 +131,65 @@ def test_batched_loader_follows_a_distributed_sampler(cache, reference):
         ds.loader(sampler=sampler, shuffle=True)
 
 
-def test_loading_all_spikes_takes_well_under_a_second(cache):
-    start = time.perf_counter()
+def test_one_batch_of_every_sample_read_into_memory_is_the_reference(cache, reference):
     ds = SpikeDataset(cache, mmap=False)  # reads every array into memory
-    spikes, _ = ds.get_batch(range(len(ds)))
-    elapsed = time.perf_counter() - start
+    spikes, targets = ds.get_batch(range(len(ds)))
     assert spikes._nnz() == ds.num_spikes
-    assert elapsed < 0.25, f"loading {COUNT} images' spikes took {elapsed:.2f} s"
+    assert_same_sparse(spikes, reference)
+    assert targets.tolist() == [ds[i][1] for i in range(len(ds))]
+
+
+class _Items(torch.utils.data.Dataset):
+    """``(image, 0)`` items of the given images."""
+
+    def __init__(self, images):
+        self.images = images
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], 0
+
+
+def test_images_changing_shape_between_batches_are_refused_and_nothing_is_written(tmp_path, enc):
+    square, wide = torch.randint(1, 256, (2, 1, 28, 28), dtype=torch.uint8), torch.randint(1, 256, (2, 1, 14, 56), dtype=torch.uint8)
+    path = tmp_path / "mixed.spikes"  # the same 784 neurons, another layout: the file records one shape
+    with pytest.raises(ValueError, match=r"images change shape within the dataset: \(1, 28, 28\) before, then \(1, 14, 56\)"):
+        encode_dataset(_Items([*square, *wide]), enc, path, batch_size=2, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+class _ShortStream(torch.utils.data.IterableDataset):
+    """An iterable dataset whose ``len()`` promises more images than it yields."""
+
+    def __init__(self, images, claimed):
+        self.images, self.claimed = images, claimed
+
+    def __iter__(self):
+        return ((image, 0) for image in self.images)
+
+    def __len__(self):
+        return self.claimed
+
+
+def test_a_dataset_giving_fewer_items_than_its_len_writes_nothing(tmp_path, enc, mnist_test):
+    path = tmp_path / "short.spikes"
+    with pytest.raises(ValueError, match="the dataset gave 3 items, but its len\\(\\) is 5: nothing written"):
+        encode_dataset(_ShortStream(mnist_test[0][:3], claimed=5), enc, path, batch_size=2, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+class _ShortBatches(_Items):
+    """A dataset whose batched fetch drops the last item of each batch."""
+
+    def __getitems__(self, indices):
+        return [self[i] for i in indices[:-1]]
+
+
+def test_a_batched_fetch_returning_fewer_items_is_refused(tmp_path, enc, mnist_test):
+    with pytest.raises(ValueError, match=r"__getitems__ returned 1 items for the 2 dataset indices \[0, 1\]"):
+        encode_dataset(_ShortBatches(mnist_test[0][:4]), enc, tmp_path / "x.spikes", batch_size=2, progress=False)
 
 
 def test_file_is_compact(cache):

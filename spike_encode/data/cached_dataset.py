@@ -67,7 +67,8 @@ def _sparse_encoder(encoder: Any) -> Any:
 
 
 class _ShapeRecorder:
-    """Calls ``encoder`` and remembers the shape of the images it was given."""
+    """Calls ``encoder`` and remembers the shape of the images it was given, refusing a
+    batch of another shape (the file records one shape for every sample)."""
 
     def __init__(self, encoder: Any) -> None:
         self.encoder = encoder
@@ -75,7 +76,11 @@ class _ShapeRecorder:
         self.image_shape: tuple[int, ...] | None = None
 
     def __call__(self, images: torch.Tensor) -> Any:
-        self.image_shape = tuple(images.shape[1:])
+        shape = tuple(images.shape[1:])
+        if self.image_shape is not None and shape != self.image_shape:
+            raise ValueError(f"images change shape within the dataset: {self.image_shape} before, then {shape}; "
+                             "resize them to one shape (e.g. torchvision's Resize) to store them in one file")
+        self.image_shape = shape
         return self.encoder(images)
 
 
@@ -85,6 +90,14 @@ def _neuron_shape(encoder: Any, image_shape: tuple[int, ...] | None, num_neurons
         return None
     width, height, channels = encoder.sensor_size(image_shape)
     return [channels, height, width] if channels * height * width == num_neurons else None
+
+
+def _length(dataset: Dataset) -> int | None:
+    """``len(dataset)``, or ``None`` for an iterable dataset without one."""
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
 
 
 def _targets_array(targets: Any, count: int) -> np.ndarray:
@@ -167,14 +180,12 @@ def _encode(dataset: Dataset, encoder: Any, spec: EncodingSpec, path: Path, batc
     num_neurons = None
     # no tqdm at all without progress: even a disabled bar takes tqdm's lock, shared across
     # fork, which a writer killed while holding it would keep from its parent forever
-    bar = tqdm(total=len(dataset), unit="img", desc=f"encoding {path.name}") if progress else None
+    bar = tqdm(total=_length(dataset), unit="img", desc=f"encoding {path.name}") if progress else None
     with bar if bar is not None else contextlib.nullcontext():
         for spikes, batch_targets in loader:
             ev = sparse_to_events(spikes.cpu())
-            if num_neurons is None:
+            if num_neurons is None:  # every batch has the first one's shape (_ShapeRecorder)
                 num_neurons, neuron_dtype = ev.num_neurons, _unsigned_dtype(ev.num_neurons)
-            elif ev.num_neurons != num_neurons:
-                raise ValueError(f"images change size within the dataset: {num_neurons} then {ev.num_neurons} pixels")
             counts.append(torch.bincount(ev.sample, minlength=ev.batch_size).numpy())
             steps.append(ev.step.numpy().astype(step_dtype))
             neurons.append(ev.neuron.numpy().astype(neuron_dtype))
@@ -183,6 +194,9 @@ def _encode(dataset: Dataset, encoder: Any, spec: EncodingSpec, path: Path, batc
                 bar.update(ev.batch_size)
     if num_neurons is None:
         raise ValueError("dataset is empty: nothing to encode")
+    encoded, expected = sum(len(c) for c in counts), _length(dataset)
+    if expected is not None and encoded != expected:
+        raise ValueError(f"the dataset gave {encoded} items, but its len() is {expected}: nothing written")
     offsets = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
     arrays = {"offsets": offsets, "step": np.concatenate(steps), "neuron": np.concatenate(neurons),
               "targets": np.concatenate(targets)}
