@@ -1,5 +1,6 @@
 """CompactSpikes made by hand are checked before they become a sparse raster: out-of-range
-steps or neurons, repeats, wrong dtypes and sizes are refused by name; any order is sorted."""
+steps or neurons, repeats, wrong dtypes and sizes are refused by name; any order is sorted.
+Sparse spikes hold only 0 and 1, in any sparse layout; integer dtypes may mix in a batch."""
 
 from __future__ import annotations
 
@@ -90,3 +91,45 @@ def test_any_order_and_integer_dtype_gives_the_raster_of_those_spikes(raster):
     sample, step, neuron = batch.indices()
     key = (sample * num_steps + step) * num_neurons + neuron
     assert batch.is_coalesced() and bool((key[1:] > key[:-1]).all())
+
+
+def test_items_of_different_integer_dtypes_collate_into_one_batch():
+    # uint16/uint32/uint64 do not promote with other integer types in torch.cat
+    items = [(_compact([0, 1], [2, 3], 5, 4, dtype=torch.int16), 0), (_compact([1], [1], 5, 4, dtype=torch.uint32), 1),
+             (_compact([4], [0], 5, 4, dtype=torch.uint8), 2), (_compact([2], [3], 5, 4, dtype=torch.uint64), 3)]
+    batch, targets = collate_spikes(items)
+    assert batch.indices().T.tolist() == [[0, 0, 2], [0, 1, 3], [1, 1, 1], [2, 4, 0], [3, 2, 3]]
+    assert targets.tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("value", [0.5, 2.0, -3.0, float("nan"), 255])
+def test_sparse_values_other_than_0_and_1_are_refused_as_dense_ones_are(value):
+    spikes = torch.sparse_coo_tensor([[2, 0], [1, 3]], torch.tensor([1, value]), (4, 5), check_invariants=True)
+    match = r"sparse spikes must hold 0 or 1, but step 0, neuron 3 holds (nan|-?\d)"
+    with pytest.raises(ValueError, match=match):
+        CompactSpikes.from_sparse(spikes)
+    with pytest.raises(ValueError, match=match):
+        collate_spikes([(spikes, 0)])
+
+
+def test_a_stored_zero_is_no_spike_and_true_is_one():
+    stored_zero = torch.sparse_coo_tensor([[0, 1], [1, 2]], [0.0, 1.0], (2, 3), check_invariants=True)  # e.g. spikes times a 0/1 mask
+    assert CompactSpikes.from_sparse(stored_zero).step.tolist() == [1]
+    batch, _ = collate_spikes([(stored_zero, 0)])
+    assert torch.equal(batch.to_dense()[0], stored_zero.to_dense())
+    boolean = torch.sparse_coo_tensor([[0, 1], [1, 2]], [True, False], (2, 3), check_invariants=True)
+    assert CompactSpikes.from_sparse(boolean).neuron.tolist() == [1]
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+def test_csr_spikes_collate_as_the_coo_ones_do():
+    coo = torch.sparse_coo_tensor([[0, 2, 2], [1, 0, 3]], torch.ones(3), (3, 4), check_invariants=True).coalesce()
+    for layout in (coo.to_sparse_csr(), coo.to_sparse_csc()):
+        batch, _ = collate_spikes([(layout, 0), (coo, 1)])
+        assert torch.equal(batch.to_dense(), torch.stack([coo.to_dense()] * 2))
+
+
+def test_hybrid_sparse_tensors_are_refused():
+    hybrid = torch.sparse_coo_tensor([[0, 1]], torch.ones(2, 5), (3, 5), check_invariants=True)  # one sparse, one dense dimension
+    with pytest.raises(ValueError, match=r"\(T, N\) spikes, got shape \(3, 5\) with 1 dense dimensions"):
+        CompactSpikes.from_sparse(hybrid)

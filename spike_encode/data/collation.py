@@ -55,7 +55,7 @@ def _describe(fields: list[tuple[Key, Any]], mapping: bool) -> str:
 
 
 def _is_sparse_spikes(value: Any) -> bool:
-    return isinstance(value, CompactSpikes) or (isinstance(value, torch.Tensor) and value.is_sparse)
+    return isinstance(value, CompactSpikes) or (isinstance(value, torch.Tensor) and value.layout != torch.strided)
 
 
 def _is_dense_spikes(value: Any) -> bool:
@@ -296,20 +296,37 @@ class CompactSpikes(NamedTuple):
 
     @classmethod
     def from_sparse(cls, spikes: torch.Tensor) -> "CompactSpikes":
-        """From one image's ``(T, N)`` sparse raster (``LatencyEncode`` with ``output="sparse"``)."""
-        if not isinstance(spikes, torch.Tensor) or not spikes.is_sparse:
+        """From one image's ``(T, N)`` sparse raster (``LatencyEncode`` with ``output="sparse"``;
+        also CSR and the other sparse layouts). A stored value of 1 (or ``True``) is a spike, a
+        stored 0 none.
+
+        Raises:
+            TypeError: not a sparse tensor.
+            ValueError: not ``(T, N)``, or a stored value other than 0 and 1 (an image given by
+                mistake, or repeated spikes summed by ``coalesce``), naming the first.
+        """
+        if not isinstance(spikes, torch.Tensor) or spikes.layout == torch.strided:
             raise TypeError(
                 "CompactSpikes needs one image's sparse (T, N) spikes (LatencyEncode with "
                 f"output='sparse'), got {type(spikes).__name__}"
                 + (f" with layout {spikes.layout}" if isinstance(spikes, torch.Tensor) else "")
             )
-        if spikes.ndim != 2:
+        if spikes.ndim != 2 or spikes.dense_dim() != 0:
             raise ValueError(
-                f"CompactSpikes holds one image's (T, N) spikes, got shape {tuple(spikes.shape)}; "
-                "apply it per image (in a dataset transform), not to a batch"
+                f"CompactSpikes holds one image's (T, N) spikes, got shape {tuple(spikes.shape)}"
+                + (f" with {spikes.dense_dim()} dense dimensions" if spikes.dense_dim() else "")
+                + "; apply it per image (in a dataset transform), not to a batch"
             )
         num_steps, num_neurons = spikes.shape
-        step, neuron = spikes.coalesce().indices().cpu()
+        coalesced = (spikes if spikes.is_sparse else spikes.to_sparse_coo()).coalesce()
+        indices, values = coalesced.indices().cpu(), coalesced.values().cpu()
+        if values.dtype != torch.bool:
+            bad = (values != 0) & (values != 1)
+            if bool(bad.any()):
+                k = int(bad.nonzero()[0, 0])
+                raise ValueError(f"sparse spikes must hold 0 or 1, but step {int(indices[0, k])}, neuron "
+                                 f"{int(indices[1, k])} holds {values[k].item()!r} (for images use collate_images)")
+        step, neuron = indices[:, values != 0]
         return cls(step.to(_index_dtype(num_steps)), neuron.to(_index_dtype(num_neurons)), num_steps, num_neurons)
 
     def to_sparse(self) -> torch.Tensor:
@@ -371,7 +388,7 @@ def collate_spikes(batch: Sequence[Any], *, time_first: bool = False,
             raster (naming the item).
     """
     at, spikes = _field_values(batch, "spikes", spikes_key, _SPIKES_RULES)
-    dense = [isinstance(s, torch.Tensor) and not s.is_sparse for s in spikes]
+    dense = [isinstance(s, torch.Tensor) and s.layout == torch.strided for s in spikes]
     if all(dense):
         return _rebuild(batch, at, _stack_dense(spikes, time_first))
     if time_first:
@@ -449,8 +466,7 @@ def _batch_events(compact: Sequence[CompactSpikes], where: Callable[[int], str])
     counts = [len(c.step) for c in compact]
     starts = np.cumsum(counts) - counts
     sample = torch.from_numpy(np.repeat(np.arange(len(compact), dtype=np.int64), counts))  # numpy's is faster
-    step = torch.cat([c.step for c in compact]).to(torch.int64)
-    neuron = torch.cat([c.neuron for c in compact]).to(torch.int64)
+    step, neuron = (_concatenated([getattr(c, name) for c in compact]) for name in ("step", "neuron"))
     num_steps, num_neurons = int(compact[0].num_steps), int(compact[0].num_neurons)
     if len(compact) * num_steps * num_neurons > torch.iinfo(torch.int64).max:
         raise ValueError(f"{len(compact)} images of {num_steps} steps x {num_neurons} neurons are too many to index")
@@ -471,3 +487,11 @@ def _batch_events(compact: Sequence[CompactSpikes], where: Callable[[int], str])
             raise ValueError(f"{where(int(sample[k]))}: the spike of neuron {int(neuron[k])} at step "
                              f"{int(step[k])} is there more than once")
     return SpikeEvents(sample, step, neuron, len(compact), num_steps, num_neurons)
+
+
+def _concatenated(fields: list[torch.Tensor]) -> torch.Tensor:
+    """Integer tensors of any dtypes, one after another as int64 (torch does not promote
+    between uint16/uint32/uint64 and other integer types)."""
+    if all(f.dtype == fields[0].dtype for f in fields):
+        return torch.cat(fields).to(torch.int64)
+    return torch.cat([f.to(torch.int64) for f in fields])
