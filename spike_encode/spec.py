@@ -23,6 +23,7 @@ __all__ = [
     "PRECISIONS",
     "EncodingSpec",
     "NeuronSpec",
+    "check_spec_dict",
     "spec_differences",
     "spec_digest",
 ]
@@ -162,6 +163,34 @@ class EncodingSpec:
                                 dict(neuron.get("vars", {})))
         return cls(EncoderParams.from_dict(values["params"]), channels=values["channels"],
                    input_rule=values["input_rule"], precision=values["precision"], neuron=neuron)
+
+
+_SPEC_KEYS = ("version", "params", "channels", "input_rule", "precision", "neuron")
+_NEURON_KEYS = ("model", "params", "vars")
+
+
+def check_spec_dict(values: Any) -> None:
+    """Check that ``values`` is an :meth:`EncodingSpec.as_dict` (as spike files record it),
+    a custom neuron model's description included, which :meth:`EncodingSpec.from_dict`
+    does not rebuild.
+
+    Raises:
+        TypeError, ValueError, KeyError: a missing, extra or invalid entry.
+    """
+    if not isinstance(values, Mapping) or sorted(map(str, values)) != sorted(_SPEC_KEYS):
+        raise ValueError(f"an encoding spec has the entries {list(_SPEC_KEYS)}, got "
+                         f"{list(values)[:12] if isinstance(values, Mapping) else type(values).__name__}")
+    EncodingSpec.from_dict({**values, "neuron": None})  # version, params, channels, input_rule, precision
+    neuron = values["neuron"]
+    if neuron is None:
+        return
+    if not (isinstance(neuron, Mapping) and sorted(map(str, neuron)) == sorted(_NEURON_KEYS)
+            and isinstance(neuron["model"], Mapping) and neuron["model"]
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in neuron["model"].items())
+            and all(isinstance(neuron[part], Mapping) and all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                for k, v in neuron[part].items()) for part in ("params", "vars"))):
+        raise ValueError(f"neuron is {str(neuron)[:200]}, not a model's description with its params and vars")
 
 
 def spec_digest(values: Mapping[str, Any]) -> str:

@@ -18,6 +18,7 @@ import torch
 
 from spike_encode import LatencyEncode
 from spike_encode.data import SpikeDataset, SpikeFileError
+from spike_encode.spec import spec_digest
 
 from .loader_helpers import assert_same_sparse
 from .spike_file_helpers import container, encoded, forged, images, sealed
@@ -248,3 +249,47 @@ def test_bool_and_float_indices_are_refused_and_numpy_integers_work(files):
         assert_same_sparse(ds[good][0], ds[1][0])
     with pytest.raises(TypeError, match="indices must be integers"):
         ds.get_batch([True, False])
+
+
+def _drop(key):
+    return lambda spec: spec.pop(key)
+
+
+def _neuron(value):
+    return lambda spec: spec.update(neuron=value)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (_drop("channels"), "an encoding spec has the entries"),
+    (lambda spec: spec.update(extra=1), "an encoding spec has the entries"),
+    (lambda spec: spec.update(input_rule="bogus"), "input_rule='bogus' is not one of"),
+    (lambda spec: spec.update(channels=["all"]), "channels=\\['all'\\] is not one of"),
+    (lambda spec: spec.update(precision="half"), "precision='half' is not one of"),
+    (lambda spec: spec.update(version=7), "encoding spec version 7 is not 1"),
+    (_neuron("LIF"), "neuron is LIF, not a model's description"),
+    (_neuron({"model": {"builtin": "LIF"}, "params": {"C": "x"}, "vars": {}}), "neuron is"),
+    (_neuron({"model": {}, "params": {}, "vars": {}}), "neuron is"),
+], ids=["no channels", "an extra entry", "input_rule", "channels a list", "precision", "version", "neuron a string",
+        "neuron parameter a string", "neuron model empty"])
+def test_a_recorded_spec_that_is_not_an_encoding_spec_is_refused_on_open(files, tmp_path, edit, match):
+    def forge(header):
+        edit(header["spec"])
+        header["digest"] = spec_digest(header["spec"])  # consistent: only the spec's contents are wrong
+
+    path = tmp_path / "forged.spikes"
+    path.write_bytes(forged(files[0].read_bytes(), forge))
+    with pytest.raises(SpikeFileError, match=f"forged.spikes has a damaged header .*{match}"):
+        SpikeDataset(path)
+
+
+def test_a_recorded_custom_neuron_model_still_opens(files, tmp_path):
+    custom = {"model": {"type": "NeuronModel", "get_sim_code": "'V += Isyn;'"}, "params": {"C": 0.2},
+              "vars": {"V": -60.0}}
+
+    def forge(header):
+        header["spec"]["neuron"] = custom
+        header["digest"] = spec_digest(header["spec"])
+
+    path = tmp_path / "custom.spikes"
+    path.write_bytes(forged(files[0].read_bytes(), forge))
+    assert SpikeDataset(path).spec_dict["neuron"] == custom

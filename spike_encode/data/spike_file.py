@@ -58,7 +58,7 @@ import numpy as np
 
 from ..errors import SpikeFileError
 from ..params import EncoderParams
-from ..spec import SPEC_VERSION, spec_digest
+from ..spec import check_spec_dict, spec_digest
 from .files import file_kind
 
 __all__ = ["FORMAT", "VERSION", "SpikeFile", "SpikeFileError", "spike_file_bytes"]
@@ -405,8 +405,7 @@ def _header(path: Path, text: str) -> tuple[dict[str, Any], dict[str, Any], Enco
         if not isinstance(header, dict) or sorted(header) != sorted(_HEADER):
             raise ValueError(f"entries {sorted(header)[:12] if isinstance(header, dict) else header!r}")
         spec = header["spec"]
-        if not isinstance(spec, dict) or spec.get("version") != SPEC_VERSION or not isinstance(spec.get("params"), dict):
-            raise ValueError(f"spec is {str(spec)[:200]}")
+        check_spec_dict(spec)
         params = EncoderParams.from_dict(spec["params"])
         for key, low in (("num_samples", 0), ("num_steps", 1), ("num_neurons", 1)):
             value = header[key]
