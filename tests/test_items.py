@@ -99,6 +99,22 @@ def test_extra_fields_are_batched_by_default_collate_or_kept_as_lists(enc):
     assert pairs.tolist() == [[0, 0], [1, -1], [2, -2]]  # ndarrays: a tensor
 
 
+def _keys_in_either_order(i: int) -> dict:
+    row = _hugging_face(i)
+    return row if i % 2 == 0 else dict(reversed(row.items()))  # rows built by different code
+
+
+def test_dict_items_listing_their_keys_in_another_order_batch_as_default_collate_does(enc):
+    spikes_batch = next(iter(SpikeLoader(Items(_keys_in_either_order), enc, batch_size=4)))
+    images_batch = collate_images([_keys_in_either_order(i) for i in range(4)])
+    for batch in (spikes_batch, images_batch):
+        assert list(batch) == ["image", "label", "caption"]  # the first item's order
+        assert batch["label"].tolist() == [0, 1, 2, 3] and batch["caption"][3] == "digit 3"
+    assert torch.equal(spikes_batch["image"].to_dense(), enc(IMAGES[:4]).to_dense())
+    with pytest.raises(ValueError, match="must have the same fields"):
+        collate_images([_hugging_face(0), {"image": _pil(1), "label": 1}])
+
+
 def test_encode_collate_and_collate_spikes_take_dict_items(enc):
     (out,) = list(DataLoader(Items(_hugging_face), batch_size=COUNT, collate_fn=EncodeCollate(enc)))
     assert torch.equal(out["image"].to_dense(), enc(IMAGES).to_dense()) and out["label"].tolist() == list(range(6))

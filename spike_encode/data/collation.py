@@ -134,10 +134,14 @@ def _collate_field(values: list[Any]) -> Any:
 
 
 def _rebuild(batch: Sequence[Any], at: Key, value: Any) -> tuple[Any, ...] | dict[Key, Any]:
-    """The batch in its items' shape: ``value`` at ``at``, every other field collated."""
+    """The batch in its items' shape: ``value`` at ``at``, every other field collated (dict
+    items may list their keys in any order, as for ``default_collate``; the first item's
+    order is kept)."""
     keys = [k for k, _ in _fields(batch[0], 0)]
+    mapping = isinstance(batch[0], Mapping)
     for i, item in enumerate(batch):
-        if isinstance(item, Mapping) != isinstance(batch[0], Mapping) or [k for k, _ in _fields(item, i)] != keys:
+        item_keys = [k for k, _ in _fields(item, i)]
+        if isinstance(item, Mapping) != mapping or (set(item_keys) != set(keys) if mapping else item_keys != keys):
             raise ValueError(f"the items of one batch must have the same fields: item 0 is "
                              f"{_describe(_fields(batch[0], 0), isinstance(batch[0], Mapping))}, item {i} is "
                              f"{_describe(_fields(item, i), isinstance(item, Mapping))}")
