@@ -74,9 +74,12 @@ _batch_size = _number(int, lambda v: 0 < v <= sys.maxsize, f"a positive integer 
 _count = _number(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive finite number")
 _finite_float = _number(float, math.isfinite, "a finite number")
+#: The largest --size side, JPEG's: one RGB image that size is 12.9 GB before encoding.
+_MAX_SIDE = 65_535
+_side = _number(int, lambda v: 0 < v <= _MAX_SIDE, f"a positive integer up to {_MAX_SIDE:,}")
 
 
-def _out_path(text: str) -> str:
+def _path(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is empty; give a path")
     return text
@@ -112,7 +115,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
                         help="dataset split (default: test; not for ImageFolder)")
     parser.add_argument("--download", action="store_true",
                         help="download the dataset into --data-root when missing (MNIST is downloaded anyway)")
-    parser.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"), default=None,
+    parser.add_argument("--size", type=_side, nargs=2, metavar=("H", "W"), default=None,
                         help="resize every image to H x W pixels first (needed for folders of images of "
                              "different sizes)")
 
@@ -171,7 +174,8 @@ def _dataset(args: argparse.Namespace) -> tuple[Any, str]:
 
 
 def _writable(path: Path, force: bool) -> Path:
-    """``path``, after making sure a file can be written there (before any encoding)."""
+    """``path``, after making sure a file can be written there (before any encoding), creating
+    nothing: the file and its missing folders are made when it is written (``NewFile``)."""
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
     if path.is_dir():
@@ -180,9 +184,11 @@ def _writable(path: Path, force: bool) -> Path:
         from .data.files import file_kind
 
         raise OSError(f"--out {path} is {file_kind(path.stat().st_mode)}, not a regular file")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # where the first missing folder would go
+        folder = folder.parent
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
+        with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
         raise OSError(f"cannot write --out {path}: {err}") from None
@@ -240,8 +246,12 @@ def _demo(args: argparse.Namespace) -> None:
         + (f" over the {count - silent} images that spike" if silent else "") if silent < count else
         "no image spiked"))
     if silent:
+        advice = ("a larger --input-scale gives them stronger currents; so does --input-rule contrast, except "
+                  "to a uniform image" if enc.spec.input_rule == "sum" else
+                  "under --input-rule contrast an image with nothing brighter than its background, such as a "
+                  "uniform one, gets no current; a larger --input-scale gives the others stronger currents")
         print(f"{silent} of {count} images are silent: no neuron fired within {enc.params.present_time_ms:g} ms "
-              f"(a larger --input-scale, or --input-rule contrast, gives them stronger currents)")
+              f"({advice})")
     sparse_bytes = sum(b.indices().numel() * 8 + b.values().numel() * 4 for b in batches) / count
     print(f"sparse output: {sparse_bytes / 1024:.1f} KiB per image "
           f"(a dense float32 raster would be {enc.num_steps * num_neurons * 4 / 1024:.0f} KiB)")
@@ -275,7 +285,7 @@ def _encode(args: argparse.Namespace) -> None:
 
 
 def _plot(args: argparse.Namespace) -> None:
-    from .data import SpikeDataset
+    from .data import SpikeDataset, SpikeLoader
     from .plots import save_rasters
 
     if args.cache:
@@ -292,10 +302,9 @@ def _plot(args: argparse.Namespace) -> None:
     index = [i % count for i in args.images]
     if args.cache:
         (spikes, labels), dt = ds.get_batch(index), ds.params.dt
-    else:
-        items = [dataset[i] for i in index]
-        spikes = enc(torch.stack([image for image, _ in items]))  # (B, C, H, W): always a batch
-        labels, dt = [target for _, target in items], enc.params.dt
+    else:  # the loader's errors (an image it cannot load, stack or encode) name dataset indices
+        spikes, labels = next(iter(SpikeLoader(dataset, enc, batch_size=len(index), sampler=index)))
+        dt = enc.params.dt
     titles = [f"{source} {i}, label {int(label)}" for i, label in zip(index, labels)]
     print(f"raster of {len(titles)} image(s): {save_rasters(spikes, dt, png, titles)}")
 
@@ -352,7 +361,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_encoder_options(demo)
     _add_batch_options(demo)
     demo.add_argument("--show", type=_count, default=10, help="images to list one by one")
-    demo.add_argument("--out", type=_out_path, default="out", help="folder for raster.png")
+    demo.add_argument("--out", type=_path, default="out", help="folder for raster.png")
     demo.set_defaults(func=_demo)
 
     encode = sub.add_parser("encode", formatter_class=formatter,
@@ -365,7 +374,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_options(encode)
     _add_encoder_options(encode)
     _add_batch_options(encode)
-    encode.add_argument("--out", type=_out_path, default=None,
+    encode.add_argument("--out", type=_path, default=None,
                         help="file to write (default: in the cache directory, see above)")
     encode.add_argument("--force", action="store_true", help="overwrite an existing file")
     encode.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -377,9 +386,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_encoder_options(plot)
     plot.add_argument("--images", type=int, nargs="+", default=[0, 1, 2, 3],
                       help="image indices (negative ones count from the end)")
-    plot.add_argument("--cache", default=None,
+    plot.add_argument("--cache", type=_path, default=None,
                       help="plot from a file written by spike-encode encode (with its own parameters) instead")
-    plot.add_argument("--out", type=_out_path, default="raster.png", help="PNG to write")
+    plot.add_argument("--out", type=_path, default="raster.png", help="PNG to write")
     plot.set_defaults(func=_plot)
 
     info = sub.add_parser("info", formatter_class=formatter,
@@ -400,8 +409,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # https://docs.python.org/3/library/signal.html#note-on-sigpipe
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except MemoryError as err:  # e.g. images resized by a --size too large for this machine
+        size = getattr(args, "size", None)
+        asked = f" with --size {size[0]} {size[1]}" if size else ""
+        print(f"{PROG}: error: out of memory{asked} ({_one_line(err).rstrip(':') or 'MemoryError'}); "
+              "ask for fewer or smaller images", file=sys.stderr)
+        return 2
     except _USER_ERRORS as err:
-        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
-        print(f"{PROG}: error: {message or type(err).__name__}", file=sys.stderr)
+        print(f"{PROG}: error: {_one_line(err) or type(err).__name__}", file=sys.stderr)
         return 2
     return 0
+
+
+def _one_line(err: BaseException) -> str:
+    """``err``'s message on one line, its lines joined by "; "."""
+    return "; ".join(line.strip() for line in str(err).splitlines() if line.strip())

@@ -6,6 +6,7 @@ backend (e.g. a notebook's inline backend) is left alone.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,10 +67,15 @@ def plot_rasters(spikes: torch.Tensor, dt: float, titles: Sequence[str] | None =
 
 def save_rasters(spikes: torch.Tensor, dt: float, path: str | Path,
                  titles: Sequence[str] | None = None) -> Path:
-    """Save :func:`plot_rasters` of a ``(B, T, N)`` sparse batch (``dt`` in ms) to a PNG at
-    100 dpi, creating parent folders; returns the path."""
-    fig = plot_rasters(spikes, dt, titles)
+    """Save :func:`plot_rasters` of a ``(B, T, N)`` sparse batch (``dt`` in ms) at 100 dpi, a
+    PNG or the format the suffix names (``.svg``, ``.pdf``); returns the path. The file
+    appears whole or not at all, and parent folders it needs are made, none left behind on
+    a failure (:class:`~spike_encode.data.files.NewFile`)."""
+    from .data.files import NewFile
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    image = io.BytesIO()
+    plot_rasters(spikes, dt, titles).savefig(image, format=path.suffix[1:] or None, dpi=100)
+    with NewFile(path, what="the plot") as out:
+        out.write(image.getvalue())
     return path

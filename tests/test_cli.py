@@ -190,6 +190,9 @@ def test_help_documents_every_option_with_its_default_and_no_markup(capsys):
     (["encode", "--lif", "TauM=fast"], "--lif: 'fast' is not a finite number (in 'TauM=fast')"),
     (["encode", "--lif", "TauM=-1"], "lif_params['TauM'] must be > 0"),
     (["encode", "--size", "0", "8"], "--size: '0' is not a positive integer"),
+    (["encode", "--size", "3000000000", "1"], "--size: '3000000000' is not a positive integer up to 65,535"),
+    (["plot", "--size", "8", "65536"], "--size: '65536' is not a positive integer up to 65,535"),
+    (["plot", "--cache", "", "--dataset", "KMNIST", "--data-root", "/no/such/folder"], "--cache: '' is empty"),
     (["encode", "--channels", "grey"], "--channels: invalid choice: 'grey'"),
     (["encode", "--input-rule", "tutorial"], "--input-rule: invalid choice: 'tutorial'"),
 ])
@@ -239,6 +242,25 @@ def test_unwritable_out_is_refused_before_encoding(capsys, tmp_path, data_root):
                  ["plot", "--out", str(blocker / "x.png")]):
         line = _fails([*argv, "--data-root", str(data_root)], capsys)
         assert f"cannot write --out {blocker}" in line
+
+
+def test_failed_commands_leave_no_folders_behind(capsys, tmp_path):
+    good = _image_folder(tmp_path / "good", "L", size=(8, 8), per_class=1)
+    cache = tmp_path / "c.spikes"
+    assert main(["encode", "--dataset", "ImageFolder", "--data-root", str(good), "--no-progress",
+                 "--out", str(cache)]) == 0
+    corrupt = _image_folder(tmp_path / "corrupt", "L", size=(8, 8), per_class=1)
+    (corrupt / "dog" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\nnot an image")
+    new = tmp_path / "new"
+    data = ["--dataset", "ImageFolder", "--data-root", str(corrupt)]
+    for argv in (["encode", *data, "--no-progress", "--out", str(new / "e" / "o.spikes")],
+                 ["plot", *data, "--images", "1", "--out", str(new / "p" / "r.png")],
+                 ["demo", *data, "--out", str(new / "d")],
+                 ["plot", "--cache", str(cache), "--images", "99", "--out", str(new / "c" / "r.png")]):
+        _fails(argv, capsys)
+        assert not new.exists(), argv
+    assert main(["plot", "--cache", str(cache), "--images", "1", "--out", str(new / "c" / "r.png")]) == 0
+    assert [p.name for p in (new / "c").iterdir()] == ["r.png"] and _png_size(new / "c" / "r.png") == (500, 350)
 
 
 def test_encode_refuses_to_overwrite_without_force(capsys, tmp_path, data_root):
@@ -321,6 +343,65 @@ def test_images_of_different_sizes_name_two_sizes_and_resize_with_size(tmp_path,
     assert SpikeDataset(out).get_batch(range(5))[0].shape[2] == 3 * 24 * 20
 
 
+def test_plot_refuses_images_of_different_sizes_in_one_line(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "sizes"
+    (folder / "a").mkdir(parents=True)
+    Image.fromarray(np.full((8, 8), 50, dtype=np.uint8)).save(folder / "a" / "0.png")
+    Image.fromarray(np.full((10, 6), 90, dtype=np.uint8)).save(folder / "a" / "1.png")
+    line = _fails(["plot", "--dataset", "ImageFolder", "--data-root", str(folder), "--images", "0", "1",
+                   "--out", str(tmp_path / "r.png")], capsys)
+    assert "(3, 8, 8)" in line and "(3, 10, 6)" in line and "--size H W" in line
+    assert not (tmp_path / "r.png").exists()
+
+
+def test_plot_names_the_dataset_index_of_a_refused_image(tmp_path, capsys):
+    from PIL import Image
+
+    folder = _image_folder(tmp_path / "pics", "L", size=(8, 8), per_class=2)
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(folder / "dog" / "0.png")  # dataset index 2
+    line = _fails(["plot", "--dataset", "ImageFolder", "--data-root", str(folder), "--images", "3", "2",
+                   "--out", str(tmp_path / "r.png")], capsys)
+    assert "dataset index 2: the image has all-zero pixels" in line
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="limits the address space with RLIMIT_AS")
+def test_a_size_too_large_for_memory_is_a_one_line_error(tmp_path):
+    import resource
+
+    import spike_encode
+
+    folder = _image_folder(tmp_path / "pics", "RGB", size=(8, 8), per_class=1)
+    limit = 8 * 2**30  # less than the 12.9 GB of one 65,535 x 65,535 RGB image
+    run = subprocess.run(
+        [sys.executable, "-m", "spike_encode", "plot", "--dataset", "ImageFolder", "--data-root", str(folder),
+         "--size", "65535", "65535", "--images", "0", "--out", str(tmp_path / "r.png")],
+        capture_output=True, text=True, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+        env={**os.environ, "PYTHONPATH": str(Path(spike_encode.__file__).parents[1])})
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert run.stderr.startswith("spike-encode: error: out of memory with --size 65535 65535"), run.stderr
+    assert not (tmp_path / "r.png").exists()
+
+
+@pytest.mark.parametrize("rule, advice", [
+    ("contrast", "under --input-rule contrast an image with nothing brighter than its background, such as a "
+                 "uniform one, gets no current; a larger --input-scale gives the others stronger currents"),
+    ("sum", "a larger --input-scale gives them stronger currents; so does --input-rule contrast, except to a "
+            "uniform image"),
+])
+def test_demo_advice_on_silent_images_follows_the_input_rule(rule, advice, tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "flat"
+    (folder / "a").mkdir(parents=True)
+    Image.fromarray(np.full((40, 40), 128, dtype=np.uint8)).save(folder / "a" / "0.png")  # 4,800 neurons: silent
+    assert main(["demo", "--dataset", "ImageFolder", "--data-root", str(folder), "--input-rule", rule,
+                 "--out", str(tmp_path / "o")]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "images are silent" in line)
+    assert line == f"1 of 1 images are silent: no neuron fired within 20 ms ({advice})"
+
+
 def test_demo_says_which_images_are_silent(tmp_path, capsys):
     from PIL import Image
 
@@ -367,3 +448,15 @@ def test_plotting_keeps_the_backend_and_is_imported_lazily(tmp_path):
     run = subprocess.run([sys.executable, "-c", no_mpl + "(None, 0.1)"], capture_output=True, text=True,
                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert 'pip install "spike_encode[plot]"' in run.stderr
+
+
+def test_save_rasters_writes_the_suffixs_format_whole_and_leaves_nothing_when_it_fails(tmp_path, enc):
+    from spike_encode import save_rasters
+
+    spikes = enc(torch.full((2, 1, 4, 4), 9, dtype=torch.uint8))
+    png = save_rasters(spikes, 0.1, tmp_path / "new" / "deep" / "r.png")
+    assert png.read_bytes().startswith(b"\x89PNG") and sorted(p.name for p in png.parent.iterdir()) == ["r.png"]
+    assert b"<svg" in save_rasters(spikes, 0.1, tmp_path / "r.svg").read_bytes()[:400]
+    with pytest.raises(ValueError, match="xyz"):  # matplotlib knows no such format
+        save_rasters(spikes, 0.1, tmp_path / "other" / "r.xyz")
+    assert not (tmp_path / "other").exists()
