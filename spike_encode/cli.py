@@ -108,7 +108,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
                         help=f"one of {', '.join(DATASETS)}; EMNIST-<split> names an EMNIST split")
     parser.add_argument("--emnist-split", choices=EMNIST_SPLITS, default=None,
                         help="EMNIST's split (or use --dataset EMNIST-<split>)")
-    parser.add_argument("--data-root", default=None,
+    parser.add_argument("--data-root", type=_path, default=None,
                         help=f"folder torchvision reads the dataset from (default: ${DATA_ENV} or ./data); "
                              "for ImageFolder the folder of class sub-folders of images")
     parser.add_argument("--split", choices=("train", "test"), default=None,
@@ -409,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # https://docs.python.org/3/library/signal.html#note-on-sigpipe
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except MemoryError as err:  # e.g. images resized by a --size too large for this machine
+    except (MemoryError, torch.cuda.OutOfMemoryError) as err:  # e.g. images resized by a --size too large
         size = getattr(args, "size", None)
         asked = f" with --size {size[0]} {size[1]}" if size else ""
         print(f"{PROG}: error: out of memory{asked} ({_one_line(err).rstrip(':') or 'MemoryError'}); "

@@ -193,6 +193,7 @@ def test_help_documents_every_option_with_its_default_and_no_markup(capsys):
     (["encode", "--size", "3000000000", "1"], "--size: '3000000000' is not a positive integer up to 65,535"),
     (["plot", "--size", "8", "65536"], "--size: '65536' is not a positive integer up to 65,535"),
     (["plot", "--cache", "", "--dataset", "KMNIST", "--data-root", "/no/such/folder"], "--cache: '' is empty"),
+    (["encode", "--data-root", " "], "--data-root: ' ' is empty"),  # not the current folder
     (["encode", "--channels", "grey"], "--channels: invalid choice: 'grey'"),
     (["encode", "--input-rule", "tutorial"], "--input-rule: invalid choice: 'tutorial'"),
 ])
