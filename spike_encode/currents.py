@@ -36,6 +36,10 @@ class InputCurrents:
         batch = select_channels(images, spec.channels)
         self.pixels = batch.reshape(batch.shape[0], -1)
         self.spec = spec
+        if spec.input_rule == "contrast":  # the rule's current grows with the image
+            spec.params.check_drive(self.rule_scale, f"input_scale={spec.params.input_scale!r} nA times "
+                                    f"{self.shape[1]}/{REFERENCE_NEURONS} (images of {self.shape[1]} neurons "
+                                    "under input_rule='contrast')")
         self.by_chunks = (self.pixels.device.type == "cpu" and self.pixels.dtype == torch.uint8
                           and self.pixels.shape[1] <= MAX_NEURONS)
         self._dense = None if self.by_chunks else input_rule(self.pixels, spec)

@@ -234,6 +234,23 @@ def check_pixel_values(pixels: torch.Tensor) -> None:
                                      f"{float(pixels[sample, neuron])}); a latency code needs intensities >= 0")
 
 
+def _float32_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """``pixels`` in float32, refusing float64 pixels too small to be told from 0 there.
+
+    Raises:
+        ImageError: naming the first image and pixel that float32 would make 0.
+    """
+    x = pixels.to(torch.float32)
+    if pixels.dtype == torch.float64:
+        lost = (x == 0) & (pixels != 0)
+        if bool(lost.any()):
+            sample, neuron = (int(i) for i in lost.nonzero()[0])
+            raise ImageError(sample, f"has pixels too small for float32, the currents' type (first: pixel "
+                                     f"{neuron}, value {float(pixels[sample, neuron])!r}); the input rules do "
+                                     "not change when an image is multiplied by a constant: scale it up")
+    return x
+
+
 def normalised_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tensor:
     """Input current (nA) per pixel: each image divided by its sum, times ``input_scale``.
 
@@ -248,11 +265,11 @@ def normalised_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tenso
         ``(B, N)`` float32 currents on the device of ``pixels``.
 
     Raises:
-        ImageError: (a ``ValueError``) naming the image, for NaN/inf or negative pixels, an
-            all-zero image or one whose sum overflows float32.
+        ImageError: (a ``ValueError``) naming the image, for NaN/inf or negative pixels, float64
+            pixels float32 makes 0, an all-zero image or one whose sum overflows float32.
     """
     check_pixel_values(pixels)
-    x = pixels.to(torch.float32)
+    x = _float32_pixels(pixels)
     totals = x.sum(dim=1, keepdim=True)
     _check_totals(totals)
     return _scaled(x / totals, input_scale)
@@ -341,11 +358,12 @@ def contrast_currents(pixels: torch.Tensor, input_scale: float) -> torch.Tensor:
         where no pixel is brighter than the background (e.g. a uniform image).
 
     Raises:
-        ImageError: (a ``ValueError``) naming the image, for NaN/inf or negative pixels, an
-            all-zero image or one whose excess sums to more than float32 holds.
+        ImageError: (a ``ValueError``) naming the image, for NaN/inf or negative pixels, float64
+            pixels float32 makes 0, an all-zero image or one whose excess sums to more than
+            float32 holds.
     """
     check_pixel_values(pixels)
-    x = pixels.to(torch.float32)
+    x = _float32_pixels(pixels)
     levels, zero = background_levels(pixels)
     if not bool(zero.all()):
         x = (x - levels).clamp_(min=0)  # exactly x where the level is 0

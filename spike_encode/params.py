@@ -49,10 +49,11 @@ def _f32(x: float) -> float:
 
 
 def _number(name: str, value: object) -> float:
-    """``value`` as a float if it is a real number (Python or NumPy, not bool), else ``TypeError``."""
+    """``value`` as a float if it is a real number (Python or NumPy, not bool), else
+    ``TypeError``; ``-0.0`` becomes ``0.0`` (the same spikes, so the same digest)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
-    result = float(value)
+    result = float(value) + 0.0  # -0.0 + 0.0 is 0.0
     if not math.isfinite(result) or abs(result) > _FLOAT32_MAX:
         raise ValueError(f"{name} must be finite in float32 (GeNN's scalar type), got {value!r}")
     return result
@@ -163,13 +164,21 @@ class EncoderParams:
             raise TypeError(f"lif must be LIFParams, got {self.lif!r}")
         if self.arithmetic not in ARITHMETICS:
             raise ValueError(f"arithmetic={self.arithmetic!r} is not one of {ARITHMETICS}")
-        # the largest drive, a whole image's current on one pixel, must stay finite in float32
-        drive = (self.input_scale + abs(self.lif.Ioffset)) * self.r_membrane + abs(self.lif.Vrest)
+        self.check_drive(self.input_scale, f"input_scale={self.input_scale!r} nA")
+
+    def check_drive(self, current: float, source: str) -> None:
+        """Refuse a largest input ``current`` (nA; a whole image's current on one pixel) that
+        drives a neuron beyond float32's range, where its potential would be inf and it would
+        never spike; ``source`` names where the current comes from.
+
+        Raises:
+            ValueError: naming ``source`` and the drive (mV).
+        """
+        drive = (current + abs(self.lif.Ioffset)) * self.r_membrane + abs(self.lif.Vrest)
         if not drive <= _FLOAT32_MAX:
             raise ValueError(
-                f"input_scale={self.input_scale!r} nA drives a neuron towards {drive:.3g} mV "
-                f"(input_scale * Rmembrane), beyond float32's range: its potential would be inf "
-                "and it would never spike; use a smaller input_scale")
+                f"{source} drives a neuron towards {drive:.3g} mV (current * Rmembrane), beyond float32's "
+                "range: its potential would be inf and it would never spike; use a smaller input_scale")
 
     @property
     def num_steps(self) -> int:

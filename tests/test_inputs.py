@@ -7,6 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
+from spike_encode import LatencyEncode
+from spike_encode.currents import InputCurrents
 from spike_encode.inputs import input_currents, luma, normalised_currents
 from spike_encode.spec import INPUT_RULES, EncodingSpec
 
@@ -67,6 +69,30 @@ def test_pixels_overflowing_float32_sums_are_refused(rule):
     images[:, :, 14:] = 1e37  # half the pixels: background 0 under "contrast" too
     with pytest.raises(ValueError, match="image 0 .*too large"):
         input_currents(images, EncodingSpec(input_rule=rule))
+
+
+@pytest.mark.parametrize("rule", INPUT_RULES)
+def test_float64_pixels_float32_would_make_0_are_refused_naming_the_pixel(rule):
+    images = torch.rand(2, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) + 1
+    spec = EncodingSpec(input_rule=rule)
+    scaled = input_currents(images * 1e-30, spec)  # still float32 numbers: the same currents, both rules
+    assert torch.allclose(scaled, input_currents(images, spec), rtol=1e-5)
+    images[1, 0, 0, 5] = 1e-50  # one pixel below float32's range (it used to become 0 silently)
+    with pytest.raises(ValueError, match=r"image 1 .*too small for float32.*pixel 5, value 1e-50"):
+        input_currents(images, spec)
+    with pytest.raises(ValueError, match=r"image 0 .*too small for float32"):  # not "all-zero pixels"
+        input_currents(images * 1e-50, spec)
+
+
+def test_a_contrast_current_beyond_float32_for_a_large_image_is_refused():
+    image = torch.zeros(1, 1, 56, 56, dtype=torch.uint8)
+    image[0, 0, 0, 0] = 255  # the whole current of 3,136 neurons on one pixel
+    enc = LatencyEncode(backend="torch", input_scale=1e36, output="times")  # fine for 784 neurons
+    assert int(enc(image[..., :28, :28])[0, 0]) == 0  # fires at once
+    with pytest.raises(ValueError, match=r"input_scale=1e\+36 nA times 3136/784 .* drives a neuron towards 4e\+38 mV"):
+        enc(image)  # the brightest pixel would never have fired
+    with pytest.raises(ValueError, match="3136/784"):
+        InputCurrents(image, enc.spec)  # what every engine is given
 
 
 @pytest.mark.parametrize("shape", [(0, 0), (3, 0, 5), (2, 1, 0, 4)])

@@ -66,6 +66,13 @@ def test_params_are_hashable_and_digest_is_stable():
     assert EncoderParams(input_scale=81.0).digest() != a.digest()
 
 
+def test_minus_zero_is_zero_so_equal_specs_share_their_digest():
+    from spike_encode.spec import EncodingSpec
+
+    plus, minus = (EncodingSpec(EncoderParams(lif=LIFParams(Ioffset=zero))) for zero in (0.0, -0.0))
+    assert plus == minus and hash(plus) == hash(minus) and plus.digest() == minus.digest()
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"dt": 1e-300}, "float32's smallest normal"),
     ({"dt": 1e-7}, "2e\\+08 time steps, more than the 1,000,000"),
