@@ -13,7 +13,7 @@ from .events import SpikeEvents
 from .outputs.events import EventList, events_per_image
 from .outputs.sparse import spike_events_to_sparse
 from .outputs.times import first_spike_steps
-from .rasters import dense_raster
+from .rasters import check_raster_dtype, dense_raster
 
 __all__ = [
     "sparse_to_events",
@@ -24,12 +24,48 @@ __all__ = [
     "times_to_sparse",
     "to_events",
     "events_to_sparse",
+    "spike_indices",
 ]
 
+#: A raster's axes, ``(B, T, N)`` or ``(T, N)``, as errors name them.
+_AXES = ("sample", "step", "neuron")
+
+
+def _check_spike_values(name: str, values: torch.Tensor, indices: torch.Tensor | None = None) -> None:
+    """Refuse ``values`` other than 0 and 1, naming the first and where it is: its position in
+    ``values``, or the column of a sparse tensor's ``indices`` it is stored at."""
+    bad = (values != 0) & (values != 1)
+    if bool(bad.any()):
+        first = bad.nonzero()[0]
+        where = first if indices is None else indices[:, first[0]]
+        raise ValueError(f"{name} must hold 0 or 1, but "
+                         + ", ".join(f"{axis} {int(i)}" for axis, i in zip(_AXES[-len(where):], where))
+                         + f" holds {values[tuple(first)].item()!r}")
+
+
+def spike_indices(spikes: torch.Tensor) -> torch.Tensor:
+    """The coalesced indices of the spikes of a ``(B, T, N)`` or ``(T, N)`` sparse raster of
+    any sparse layout: its stored 1s (or ``True``); a stored 0 is no spike.
+
+    Raises:
+        ValueError: a hybrid tensor (with dense dimensions), or a stored value other than 0
+            and 1 (an image given by mistake, or repeated spikes summed by ``coalesce``),
+            naming the first and where it is.
+    """
+    if spikes.dense_dim():
+        raise ValueError(f"sparse spikes must have no dense dimensions, got shape {tuple(spikes.shape)} "
+                         f"with {spikes.dense_dim()} dense dimensions")
+    coalesced = (spikes if spikes.layout == torch.sparse_coo else spikes.to_sparse_coo()).coalesce()
+    indices, values = coalesced.indices(), coalesced.values()
+    _check_spike_values("sparse spikes", values, indices)
+    spike = values != 0
+    return indices if bool(spike.all()) else indices[:, spike]
+
+
 def sparse_to_events(spikes: torch.Tensor) -> SpikeEvents:
-    """The (sample, step, neuron) index tensors of a ``(B, T, N)`` or ``(T, N)`` sparse raster."""
-    spikes = spikes.coalesce()
-    idx = spikes.indices()
+    """The (sample, step, neuron) index tensors of a ``(B, T, N)`` or ``(T, N)`` sparse raster
+    (its values checked by :func:`spike_indices`)."""
+    idx = spike_indices(spikes)
     if spikes.ndim == 2:
         idx = torch.cat([torch.zeros_like(idx[:1]), idx])
         shape = (1, *spikes.shape)
@@ -50,19 +86,25 @@ def to_dense(spikes: torch.Tensor, time_first: bool = False, *, dtype: torch.dty
     """Sparse raster to a 0/1 raster of ``dtype``; ``time_first`` gives ``(T, B, N)`` instead
     of ``(B, T, N)``."""
     _check_sparse(spikes)
+    check_raster_dtype(dtype)
     dense = dense_raster(sparse_to_events(spikes), time_first=time_first, dtype=dtype)
     return (dense[:, 0] if time_first else dense[0]) if spikes.ndim == 2 else dense
 
 
 def to_sparse(dense: torch.Tensor, time_first: bool = False) -> torch.Tensor:
     """Bool (or 0/1) raster ``(B, T, N)``/``(T, N)`` to the sparse format; ``time_first``
-    reads a ``(T, B, N)`` raster."""
+    reads a ``(T, B, N)`` raster.
+
+    Raises:
+        ValueError: a value other than 0 and 1, naming the first, or a bad shape.
+    """
     if not isinstance(dense, torch.Tensor) or dense.is_sparse:
         raise TypeError("dense must be a dense torch.Tensor")
     if dense.ndim not in (2, 3):
         raise ValueError(f"dense must have shape (T, N) or (B, T, N), got {tuple(dense.shape)}")
     if time_first and dense.ndim == 3:
         dense = dense.transpose(0, 1)
+    _check_spike_values("dense", dense)
     idx = (dense != 0).nonzero().T
     values = torch.ones(idx.shape[1], dtype=torch.float32, device=dense.device)
     return torch.sparse_coo_tensor(idx, values, tuple(dense.shape), is_coalesced=True, check_invariants=False)
@@ -91,22 +133,16 @@ def _count(name: str, value: object) -> int:
 _STEP_TOLERANCE = 1e-9
 
 
-def _as_int64(values: torch.Tensor) -> torch.Tensor:
-    """Integer (or integral float) ``values`` as int64, compared in their own range: a uint64
-    above int64's range becomes -1 (outside any range checked here), never a wrapped value."""
-    if values.dtype == torch.uint64:
-        huge = values.to(torch.float64) >= 2.0**63
-        return torch.where(huge, -1, values.to(torch.int64))
-    return values.to(torch.int64)
-
-
 def _check_range(name: str, values: torch.Tensor, low: int, high: int) -> torch.Tensor:
     """``values`` (1-d) as int64, after naming the first outside ``[low, high)`` in a
-    ``ValueError``. The bounds are compared in int64, never cast into a small dtype."""
-    wide = values.to(torch.float64) if values.is_floating_point() else _as_int64(values)
-    bad = (wide < low) | (wide >= high)
-    if bool(bad.any()):
-        first = int(bad.nonzero()[0, 0])
+    ``ValueError`` (NaN and a uint64 above int64's range are outside). The bounds are compared
+    in int64 or float64, never cast into a small dtype."""
+    wide = values.to(torch.float64) if values.is_floating_point() else values.to(torch.int64)
+    inside = (wide >= low) & (wide < high)
+    if values.dtype == torch.uint64:  # .to wrapped those above int64's range to negative values
+        inside &= wide >= 0
+    if not bool(inside.all()):
+        first = int((~inside).nonzero()[0, 0])
         raise ValueError(f"{name} holds {values[first].item()!r} at position {first}, outside [{low}, {high})")
     return wide.to(torch.int64)
 

@@ -14,7 +14,9 @@ is 627 MB: making it costs far more than encoding it. Two things keep that cost 
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -22,7 +24,27 @@ import torch
 from .events import SpikeEvents
 from .memory_guard import check_fits
 
-__all__ = ["dense_raster"]
+__all__ = ["check_raster_dtype", "dense_raster"]
+
+
+def check_raster_dtype(dtype: object) -> None:
+    """Refuse a ``dtype`` no raster can be made of: not a real ``torch.dtype``, or one torch's
+    ``index_fill_`` does not fill (uint16/32/64, float8; probed on the CPU, whose kernel
+    takes the same types as the CUDA one)."""
+    if not isinstance(dtype, torch.dtype) or dtype.is_complex or not _fills(dtype):
+        raise ValueError(f"dtype must be a real torch.dtype that torch's index_fill_ fills, such as "
+                         f"torch.float32 or torch.bool, got dtype={dtype!r}")
+
+
+@functools.cache
+def _fills(dtype: torch.dtype) -> bool:
+    try:
+        with warnings.catch_warnings():  # quantized dtypes warn they are deprecated
+            warnings.simplefilter("ignore")
+            torch.zeros(1, dtype=dtype).index_fill_(0, torch.zeros(1, dtype=torch.int64), True)
+    except (NotImplementedError, RuntimeError):
+        return False
+    return True
 
 
 def dense_raster(ev: SpikeEvents, *, time_first: bool, dtype: torch.dtype,

@@ -131,5 +131,5 @@ def test_csr_spikes_collate_as_the_coo_ones_do():
 
 def test_hybrid_sparse_tensors_are_refused():
     hybrid = torch.sparse_coo_tensor([[0, 1]], torch.ones(2, 5), (3, 5), check_invariants=True)  # one sparse, one dense dimension
-    with pytest.raises(ValueError, match=r"\(T, N\) spikes, got shape \(3, 5\) with 1 dense dimensions"):
+    with pytest.raises(ValueError, match=r"no dense dimensions, got shape \(3, 5\) with 1 dense dimensions"):
         CompactSpikes.from_sparse(hybrid)

@@ -31,6 +31,7 @@ from torch.utils.data import default_collate, get_worker_info
 
 from ..errors import ItemKeyError
 from ..events import SpikeEvents
+from ..formats import spike_indices
 from ..outputs.sparse import spike_events_to_sparse
 from ..inputs import IMAGE_RULES, to_tensor
 
@@ -306,8 +307,8 @@ class CompactSpikes(NamedTuple):
 
         Raises:
             TypeError: not a sparse tensor.
-            ValueError: not ``(T, N)``, or a stored value other than 0 and 1 (an image given by
-                mistake, or repeated spikes summed by ``coalesce``), naming the first.
+            ValueError: not ``(T, N)``, a hybrid tensor or a stored value other than 0 and 1
+                (see :func:`spike_encode.formats.spike_indices`).
         """
         if not isinstance(spikes, torch.Tensor) or spikes.layout == torch.strided:
             raise TypeError(
@@ -315,22 +316,11 @@ class CompactSpikes(NamedTuple):
                 f"output='sparse'), got {type(spikes).__name__}"
                 + (f" with layout {spikes.layout}" if isinstance(spikes, torch.Tensor) else "")
             )
-        if spikes.ndim != 2 or spikes.dense_dim() != 0:
-            raise ValueError(
-                f"CompactSpikes holds one image's (T, N) spikes, got shape {tuple(spikes.shape)}"
-                + (f" with {spikes.dense_dim()} dense dimensions" if spikes.dense_dim() else "")
-                + "; apply it per image (in a dataset transform), not to a batch"
-            )
+        if spikes.ndim != 2:
+            raise ValueError(f"CompactSpikes holds one image's (T, N) spikes, got shape {tuple(spikes.shape)}; "
+                             "apply it per image (in a dataset transform), not to a batch")
         num_steps, num_neurons = spikes.shape
-        coalesced = (spikes if spikes.is_sparse else spikes.to_sparse_coo()).coalesce()
-        indices, values = coalesced.indices().cpu(), coalesced.values().cpu()
-        if values.dtype != torch.bool:
-            bad = (values != 0) & (values != 1)
-            if bool(bad.any()):
-                k = int(bad.nonzero()[0, 0])
-                raise ValueError(f"sparse spikes must hold 0 or 1, but step {int(indices[0, k])}, neuron "
-                                 f"{int(indices[1, k])} holds {values[k].item()!r} (for images use collate_images)")
-        step, neuron = indices[:, values != 0]
+        step, neuron = spike_indices(spikes).cpu()
         return cls(step.to(_index_dtype(num_steps)), neuron.to(_index_dtype(num_neurons)), num_steps, num_neurons)
 
     def to_sparse(self) -> torch.Tensor:

@@ -9,7 +9,7 @@ import dataclasses
 import torch
 
 from ..events import SpikeEvents
-from ..rasters import dense_raster
+from ..rasters import check_raster_dtype, dense_raster
 from .base import OutputFormat, check_image_shape
 
 __all__ = ["Dense"]
@@ -21,7 +21,8 @@ class Dense(OutputFormat):
 
     Attributes:
         time_first: ``(T, B, ...)`` instead of ``(B, T, ...)``.
-        dtype: element type (values 0 and 1): any real dtype, ``torch.bool`` for memory.
+        dtype: element type (values 0 and 1): a real dtype torch fills (not uint16/32/64 or
+            float8), ``torch.bool`` for memory.
         flatten: ``True``: neurons along one axis ``N``; ``False``: the image's ``(C, H, W)``.
     """
 
@@ -34,8 +35,7 @@ class Dense(OutputFormat):
         for option in ("time_first", "flatten"):
             if not isinstance(getattr(self, option), bool):
                 raise TypeError(f"{option} must be True or False, got {getattr(self, option)!r}")
-        if not isinstance(self.dtype, torch.dtype) or self.dtype.is_complex or _is_quantized(self.dtype):
-            raise ValueError(f"dtype must be a real torch.dtype such as torch.float32 or torch.bool, got {self.dtype!r}")
+        check_raster_dtype(self.dtype)
 
     def render(self, ev: SpikeEvents, *, dt: float, image_shape: tuple[int, int, int] | None, batched: bool,
                out: torch.Tensor | None = None) -> torch.Tensor:
@@ -47,7 +47,3 @@ class Dense(OutputFormat):
         if batched:
             return dense
         return dense[:, 0] if self.time_first else dense[0]
-
-
-def _is_quantized(dtype: torch.dtype) -> bool:
-    return dtype in (torch.qint8, torch.quint8, torch.qint32, torch.quint4x2, torch.quint2x4)

@@ -71,8 +71,13 @@ class Tonic(OutputFormat):
     name = "tonic"
 
     def check_spec(self, spec: EncodingSpec) -> None:
-        """Refuse a time step that is not a whole number of µs."""
-        time_step_us(spec.params.dt)
+        """Refuse a time step that is not a whole number of µs, or a window whose last step's
+        time in µs does not fit Tonic's int64 ``t``."""
+        p = spec.params
+        last_us = (p.num_steps - 1) * time_step_us(p.dt)
+        if last_us > np.iinfo(np.int64).max:
+            raise ValueError(f"output='tonic' needs times that fit int64 µs, but dt={p.dt} ms with "
+                             f"present_time_ms={p.present_time_ms} puts the last step at {last_us} µs")
 
     def render(self, ev: SpikeEvents, *, dt: float, image_shape: tuple[int, int, int] | None,
                batched: bool) -> list[np.ndarray] | np.ndarray:
@@ -96,25 +101,31 @@ def tonic_frames(events: np.ndarray, sensor_size: Sequence[int], num_steps: int,
         dtype: the frames' element type.
 
     Raises:
-        ValueError: an event outside the sensor or the window, or a time between steps.
+        ValueError: an event outside the sensor or the window, a value that is not an integer,
+            or a time between steps.
     """
     width, height, channels = (int(n) for n in sensor_size)
     us = time_step_us(dt)
     if not isinstance(events, np.ndarray) or events.dtype.names is None or \
             not {"x", "y", "t", "p"} <= set(events.dtype.names):
         raise TypeError(f"events must be a structured array with fields x, y, t, p, got {type(events).__name__}")
-    step, rest = np.divmod(events["t"].astype(np.int64), us)
-    frames = torch.zeros((int(num_steps), channels, height, width), dtype=dtype)
-    for name, values, size in (("t", step, num_steps), ("p", events["p"], channels),
-                               ("y", events["y"], height), ("x", events["x"], width)):
+    for name, size in (("t", int(num_steps) * us), ("p", channels), ("y", height), ("x", width)):
+        values = events[name]
+        if values.dtype.kind == "f":
+            bad = ~(np.isfinite(values) & (values == np.round(values)))
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"event {k} has {name}={values[k]}, not an integer")
         bad = (values < 0) | (values >= size)
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"event {k} has {name}={events[name][k]}, outside the window of {num_steps} steps "
+            raise ValueError(f"event {k} has {name}={values[k]}, outside the window of {num_steps} steps "
                              f"of {us} µs" if name == "t" else f"event {k} has {name}={values[k]}, outside 0..{size - 1}")
+    step, rest = np.divmod(events["t"].astype(np.int64), us)
     if rest.any():
         k = int(np.flatnonzero(rest)[0])
         raise ValueError(f"event {k} has t={events['t'][k]} µs, not a multiple of the {us} µs time step")
+    frames = torch.zeros((int(num_steps), channels, height, width), dtype=dtype)
     index = [torch.from_numpy(np.asarray(v, dtype=np.int64)) for v in (step, events["p"], events["y"], events["x"])]
     frames.index_put_(tuple(index), torch.ones(len(events), dtype=dtype), accumulate=True)
     return frames
