@@ -3,8 +3,9 @@ module over :func:`spike_encode.functional.latency_encode`."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,19 +54,32 @@ def find_image(sample: Any) -> tuple[Any, ...]:
 
 
 def _replace(sample: Any, path: tuple, value: Any) -> Any:
-    """``sample`` with the leaf at ``path`` replaced (containers rebuilt, leaves shared)."""
+    """``sample`` with the leaf at ``path`` replaced: containers rebuilt with their type (a list
+    or mutable mapping, e.g. a ``defaultdict``, shallow-copied), leaves shared."""
     if not path:
         return value
     head, rest = path[0], path[1:]
+    new = _replace(sample[head], rest, value)
+    if isinstance(sample, (list, MutableMapping)):
+        rebuilt = copy.copy(sample)
+        rebuilt[head] = new
+        return rebuilt
     if isinstance(sample, Mapping):
-        rebuilt = dict(sample)
-        rebuilt[head] = _replace(sample[head], rest, value)
-        return type(sample)(rebuilt) if type(sample) is not dict else rebuilt
+        return type(sample)({**sample, head: new})
     items = list(sample)
-    items[head] = _replace(sample[head], rest, value)
-    if isinstance(sample, tuple):
-        return type(sample)(*items) if hasattr(sample, "_fields") else type(sample)(items)
-    return items
+    items[head] = new
+    return type(sample)(*items) if hasattr(sample, "_fields") else type(sample)(items)
+
+
+def _moves(fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:
+    """Whether an ``nn.Module._apply`` function moves tensors to a device (``.cpu()``,
+    ``.to("cpu")``), not only casts them: a cast keeps a ``meta`` tensor, a move needs its data."""
+    try:
+        return fn(torch.zeros(0, device="meta")).device.type != "meta"
+    except NotImplementedError:  # "Cannot copy out of meta tensor"
+        return True
+    except RuntimeError:  # needs a real tensor, moves nothing (share_memory_)
+        return False
 
 
 class LatencyEncode(Transform):
@@ -78,10 +92,11 @@ class LatencyEncode(Transform):
     those GeNN's tutorial model produces (float32, single-threaded CPU backend).
 
     An ``nn.Module`` and a torchvision v2 transform: it goes in ``nn.Sequential`` and
-    ``v2.Compose``; ``.to(device)``/``.cuda()`` move where it computes; ``.double()``,
-    ``.half()`` or ``.to(dtype)`` set the dense output's dtype. Called on a sample (tuple,
-    dict, nested) it encodes only the image, found as torchvision v2 finds it
-    (:func:`find_image`), and passes the rest (labels, masks, boxes, strings) through.
+    ``v2.Compose``; ``.to(device)``, ``.cpu()``, ``.cuda()`` (its own or a containing module's)
+    set where it computes, or raise :class:`~spike_encode.BackendUnavailableError` for a device
+    it cannot use; ``.double()``, ``.half()`` or ``.to(dtype)`` set the dense output's dtype.
+    Called on a sample (tuple, dict, nested) it encodes only the image, found as torchvision v2
+    finds it (:func:`find_image`), and passes the rest (labels, masks, boxes, strings) through.
     The encoding is not differentiable: an image that requires grad is encoded detached.
 
     Args:
@@ -257,29 +272,10 @@ class LatencyEncode(Transform):
             leaf = leaf[key]
         return _replace(sample, path, self.encode(leaf))
 
-    def _set_device(self, device: torch.device) -> None:
-        if device != self.device:
-            self.device = device
-            self.engine_name = self._engine()[0]
-
-    def to(self, *args: Any, **kwargs: Any) -> "LatencyEncode":
-        """As ``nn.Module.to``: a device (or a tensor's device) moves where the encoder
-        computes, a floating-point dtype sets the dense output's dtype.
-
-        Raises:
-            BackendUnavailableError: the device cannot be used here (no such GPU, ``meta``).
-        """
-        device = kwargs.get("device")
-        if device is None and args and isinstance(args[0], (str, torch.device, int, torch.Tensor)):
-            device = args[0].device if isinstance(args[0], torch.Tensor) else args[0]
-        if device is not None and not isinstance(device, bool):
-            self._set_device(resolve_device(device))
-        return super().to(*args, **kwargs)
-
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> "LatencyEncode":
-        # .to(), .cuda(), .cpu(), .double(), .half() and moves of a container
-        # (nn.Sequential(...).to(device)) all come here, as for any nn.Module: a probe tensor
-        # shows the device (when it changes) and the floating-point dtype asked for.
+        # every move (.to(), .cpu(), .cuda(), .double(), a containing module's) comes here, as
+        # for any nn.Module: a probe tensor shows the device and floating-point dtype asked for;
+        # all is checked before anything changes
         fmt = self.output_format
         dense_float = isinstance(fmt, Dense) and fmt.dtype.is_floating_point
         probe = torch.zeros(0, device=self.device, dtype=fmt.dtype if dense_float else torch.float32)
@@ -287,11 +283,15 @@ class LatencyEncode(Transform):
             moved = fn(probe)
         except (AssertionError, RuntimeError) as err:
             raise BackendUnavailableError(f"{type(self).__name__} cannot move to the device asked for: {err}") from err
-        if moved.device != probe.device:
-            self._set_device(resolve_device(moved.device))
+        device, engine_name = self.device, self.engine_name
+        if moved.device != probe.device or (device is None and _moves(fn)):
+            device = resolve_device(str(moved.device))
+            engine_name = engine_for(self.backend, self.spec, device, self.cache_dir)[0]
         if dense_float and moved.dtype != probe.dtype:
-            self.output_format = dataclasses.replace(fmt, dtype=moved.dtype)
-        return super()._apply(fn, recurse)
+            fmt = dataclasses.replace(fmt, dtype=moved.dtype)
+        super()._apply(fn, recurse)
+        self.device, self.engine_name, self.output_format = device, engine_name, fmt
+        return self
 
     def extra_repr(self) -> str:
         p = self.spec.params

@@ -3,6 +3,7 @@ encoder as an nn.Module / torchvision v2 transform."""
 
 from __future__ import annotations
 
+import collections
 import pickle
 
 import numpy as np
@@ -115,14 +116,41 @@ def test_v2_compose_on_image_label_encodes_the_image_and_passes_the_label(colour
 
 
 def test_to_device_moves_the_encoder_and_refuses_a_missing_gpu(colour):
-    enc = LatencyEncode(backend="torch")
+    enc = LatencyEncode(backend="torch", output="dense")
+    nn.Sequential(enc).double()  # dtype moves leave the device to the input's
+    enc.share_memory()
+    assert enc.device is None and enc.dtype == torch.float64
     assert enc.to("cpu") is enc and enc.device == torch.device("cpu")
-    nn.Sequential(enc).to(torch.float64)  # a dtype move leaves the encoder alone
-    assert enc.device == torch.device("cpu")
+    nn.Sequential(enc).to(torch.float16)
+    assert enc.device == torch.device("cpu") and enc.dtype == torch.float16
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="no CUDA GPU"):
-            enc.to("cuda")
-        assert enc.device == torch.device("cpu")
+        for move in (enc.cuda, lambda: enc.to("cuda", torch.float64), nn.Sequential(enc).cuda):
+            with pytest.raises(se.BackendUnavailableError, match="cannot move to the device asked for"):
+                move()
+            assert enc.device == torch.device("cpu") and enc.dtype == torch.float16
+
+
+@pytest.mark.parametrize("move", [
+    lambda enc: enc.to("cpu"), lambda enc: enc.to(device="cpu"), lambda enc: enc.to(torch.zeros(1)),
+    lambda enc: enc.cpu(), lambda enc: nn.Sequential(enc).to("cpu"), lambda enc: nn.Sequential(enc).cpu(),
+], ids=["to", "to-device", "to-tensor", "cpu", "container-to", "container-cpu"])
+def test_every_cpu_move_sets_the_device(move):
+    enc = LatencyEncode(backend="torch", output="dense")
+    move(enc)
+    assert enc.device == torch.device("cpu")
+    assert "device=cpu" in repr(enc)
+
+
+@pytest.mark.filterwarnings("ignore:Complex modules")
+def test_a_refused_move_changes_nothing():
+    enc = LatencyEncode(backend="torch", output="dense")
+    with pytest.raises(TypeError, match="dtype=torch.int32"):
+        enc.to("cpu", torch.int32)
+    with pytest.raises(ValueError, match="complex64"):
+        enc.to("cpu", torch.complex64)
+    with pytest.raises(se.BackendUnavailableError, match="device='meta'"):
+        nn.Sequential(enc).to("meta", torch.float64)
+    assert enc.device is None and enc.dtype == torch.float32
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to PyTorch")
@@ -135,6 +163,38 @@ def test_to_cuda_computes_on_the_gpu_with_the_same_spikes(colour):
     assert torch.equal(spikes.to_dense().cpu(), expected)
     model.cpu()
     assert enc.device == torch.device("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to PyTorch")
+def test_model_cpu_encodes_cuda_images_on_the_cpu(colour):
+    enc = LatencyEncode(backend="torch", output="dense", input_scale=200.0)
+    model = nn.Sequential(enc, nn.Flatten(0, 1), nn.Linear(360, 5)).cpu()
+    assert enc(colour.cuda()).device.type == "cpu"
+    assert model(colour.cuda()).device.type == "cpu"
+
+
+Point = collections.namedtuple("Point", ["image", "label"])
+
+
+@pytest.mark.parametrize("make", [
+    lambda image: {"image": image, "label": 3},
+    lambda image: collections.OrderedDict([("label", 3), ("image", image)]),
+    lambda image: collections.defaultdict(int, {"image": image, "label": 3}),
+    lambda image: Point(image, 3),
+], ids=["dict", "OrderedDict", "defaultdict", "namedtuple"])
+def test_samples_keep_their_type_and_pass_the_rest_through(colour, make):
+    enc = LatencyEncode(backend="torch", output="dense", input_scale=200.0)
+    image = colour[1]
+    sample = make(image)
+    out = enc(sample)
+    assert type(out) is type(sample)
+    fields = out._asdict() if isinstance(out, tuple) else out
+    before = sample._asdict() if isinstance(sample, tuple) else sample
+    assert list(fields) == list(before)  # same keys, same order
+    assert fields["label"] == 3 and torch.equal(fields["image"], enc(image))
+    assert before["image"] is image  # the sample itself is left as it was
+    if isinstance(out, collections.defaultdict):
+        assert out.default_factory is int
 
 
 def test_module_pickles_with_its_options(colour):
