@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from spike_encode import LatencyEncode
-from spike_encode.spec import EncodingSpec
+from spike_encode.spec import EncodingSpec, spec_digest
 from spike_encode.data import SpikeDataset, SpikeFileError
 from spike_encode.errors import SpecMismatchError
 
 from .loader_helpers import assert_same_sparse
-from .spike_file_helpers import container, edit_header, encoded, images, rebuilt
+from .spike_file_helpers import container, edit_header, encoded, forged, images, rebuilt
 
 GRAY = LatencyEncode(backend="torch", channels="gray")
 ALL = LatencyEncode(backend="torch")
@@ -118,3 +118,16 @@ def test_options_that_do_not_apply_to_the_items_format_are_refused(rgb):
         SpikeDataset(path, output="events", flatten=False)
     with pytest.raises(ValueError, match="output='sparse' does not take time_first=True"):
         SpikeDataset(path, time_first=True)
+
+
+def test_an_output_format_that_cannot_represent_the_files_encoding_is_refused_on_open(rgb, tmp_path):
+    def huge_steps(header):  # the same 200 steps, each 1e14 ms: times beyond Tonic's int64 µs
+        header["spec"]["params"].update(dt=1e14, present_time_ms=2e16)
+        header["digest"] = spec_digest(header["spec"])
+
+    path = tmp_path / "huge-dt.spikes"
+    path.write_bytes(forged(rgb[0].read_bytes(), huge_steps))
+    assert len(SpikeDataset(path)) == 6  # sparse items are fine
+    with pytest.raises(ValueError, match="output='tonic' needs times that fit int64"):
+        SpikeDataset(path, output="tonic")  # its timestamps would wrap negative
+    assert SpikeDataset(rgb[0], output="tonic")[0][0].dtype.names == ("x", "y", "t", "p")

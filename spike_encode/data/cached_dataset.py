@@ -7,6 +7,7 @@ whole or not at all (:mod:`.files`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -24,7 +25,7 @@ from ..events import SpikeEvents
 from ..formats import sparse_to_events
 from ..outputs import OutputFormat, output_format
 from ..params import EncoderParams
-from ..spec import EncodingSpec, spec_differences
+from ..spec import EncodingSpec, NeuronSpec, spec_differences
 from .collation import collate_images_and_targets
 from .files import NewFile
 from .loader import SpikeLoader
@@ -215,6 +216,16 @@ def _encode(dataset: Dataset, encoder: Any, spec: EncodingSpec, path: Path, batc
     return header, arrays
 
 
+def _recorded_spec(recorded: Mapping[str, Any]) -> EncodingSpec:
+    """The :class:`EncodingSpec` a file records (checked when it was opened), for output
+    formats to check; a custom neuron model stays its recorded description."""
+    spec = EncodingSpec.from_dict({**recorded, "neuron": None})
+    neuron = recorded["neuron"]
+    if neuron is None:
+        return spec
+    return dataclasses.replace(spec, neuron=NeuronSpec(neuron["model"], dict(neuron["params"]), dict(neuron["vars"])))
+
+
 class SpikeDataset(Dataset):
     """The spikes written by :func:`encode_dataset`, as a dataset of ``(spikes, target)``.
 
@@ -260,6 +271,8 @@ class SpikeDataset(Dataset):
             truncated or an old version; nothing is returned from it.
         SpecMismatchError: (a ``ValueError``) the file's spec differs from ``encoder``'s,
             ``spec`` or ``params``, naming the first differing field and both values.
+        ValueError: an output format that cannot represent the file's encoding, as
+            ``LatencyEncode`` refuses it (e.g. ``"tonic"`` for a step that is not whole µs).
     """
 
     def __init__(
@@ -300,7 +313,8 @@ class SpikeDataset(Dataset):
         self._identity: tuple | None = None
         try:
             self._check_spec(self._spikes, source)
-        except SpecMismatchError:
+            self.output_format.check_spec(_recorded_spec(self._spikes.spec))
+        except ValueError:  # SpecMismatchError included
             self._spikes.close()
             raise
 
