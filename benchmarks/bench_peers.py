@@ -472,6 +472,14 @@ def main() -> None:
         print(json.dumps(run_worker(args.worker[0], json.loads(args.worker[1]))))
         return
 
+    from spike_encode.datasets import load_mnist
+
+    try:  # before any row runs, and before a results file is replaced by rows that all failed
+        load_mnist(args.data_root, train=False)
+    except (OSError, RuntimeError, ValueError) as err:
+        parser.error(f"--data-root {args.data_root}: {' '.join(str(err).split())}")
+    if not Path(args.golden).is_file():
+        parser.error(f"--golden {args.golden}: no such file")
     quick = args.quick
     args.images = args.images or (500 if quick else 10000)
     args.slow_images = args.slow_images or (100 if quick else 2000)

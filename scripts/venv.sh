@@ -8,6 +8,19 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 extras="${1:-}"
+known="$(awk '/^\[project.optional-dependencies\]/ {f = 1; next} /^\[/ {f = 0}
+              f && /^[A-Za-z0-9_-]+ *=/ {sub(/ *=.*/, ""); printf "%s ", $0}' "$root/pyproject.toml")"
+if [ "$extras" = "-h" ] || [ "$extras" = "--help" ]; then
+  echo "usage: scripts/venv.sh [EXTRAS]  (comma-separated, of: ${known% })"
+  exit 0
+fi
+IFS=, read -ra asked <<< "$extras"
+for extra in "${asked[@]}"; do
+  case " $known" in
+    *" $extra "*) ;;
+    *) echo "scripts/venv.sh: error: unknown extra '$extra' (known: ${known% })" >&2; exit 2 ;;
+  esac
+done
 python="${PYTHON:-python3}"
 if [ ! -x "$root/.venv/bin/python" ]; then
   "$python" -m venv --system-site-packages "$root/.venv" >&2

@@ -187,3 +187,23 @@ def test_a_revision_that_imports_spike_encode_by_name_is_found(tmp_path, monkeyp
     (tmp_path / "engines" / "a.py").write_text('"""doc"""\n\nfrom spike_encode.events import SpikeEvents\n')
     (tmp_path / "engines" / "b.py").write_text("if True:\n    import spike_encode\n")
     assert absolute_imports(tmp_path) == ["engines/a.py", "engines/b.py"]
+
+
+def test_bench_peers_without_mnist_fails_in_one_line_and_writes_nothing(tmp_path):
+    out, not_a_folder = tmp_path / "peers.json", tmp_path / "file"
+    not_a_folder.write_text("")  # no MNIST, and nowhere to download it to, with or without a network
+    run = subprocess.run([sys.executable, str(BENCH / "bench_peers.py"), "--data-root", str(not_a_folder),
+                          "--only", "step_loop", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith(f"bench_peers.py: error: --data-root {not_a_folder}: ")
+    assert "Traceback" not in run.stderr and not out.exists()
+
+
+def test_venv_script_says_its_usage_and_refuses_unknown_extras():
+    script = BENCH.parent / "scripts" / "venv.sh"
+    usage = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0 and usage.stdout.startswith("usage: scripts/venv.sh [EXTRAS]")
+    assert "test" in usage.stdout and "fast" in usage.stdout
+    for extras in ("bogus", "test,bogus"):
+        run = subprocess.run(["bash", str(script), extras], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2 and run.stderr.startswith("scripts/venv.sh: error: unknown extra 'bogus'"), run.stderr
