@@ -123,9 +123,17 @@ def test_devices_and_fifos_are_never_replaced(tmp_path, capsys, monkeypatch):
         kind = "a FIFO" if stat.S_ISFIFO(mode) else "a character device"
         with pytest.raises(OSError, match=f"cannot write the spike file {special}: it is {kind}, not a regular file"):
             encode_dataset(images(3), ENC, special, progress=False)
-        assert cli.main(["encode", "--backend", "torch", "--out", str(special), "--force"]) == 2
-        assert f"--out {special} is {kind}, not a regular file" in capsys.readouterr().err
+        for force in (["--force"], []):  # without --force too: never "pass --force to overwrite it"
+            assert cli.main(["encode", "--backend", "torch", "--out", str(special), *force]) == 2
+            assert f"--out {special} is {kind}, not a regular file" in capsys.readouterr().err
         assert os.lstat(special).st_mode == mode  # still that device or FIFO
+
+
+def test_a_folder_as_out_is_named_as_a_folder_with_or_without_force(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "_dataset", lambda args: (images(3), "synthetic"))
+    for force in ([], ["--force"]):
+        assert cli.main(["encode", "--backend", "torch", "--out", str(tmp_path), *force]) == 2
+        assert capsys.readouterr().err.strip() == f"spike-encode: error: --out {tmp_path} is a folder, not a file"
 
 
 @pytest.fixture
