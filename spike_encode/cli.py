@@ -11,7 +11,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -176,22 +175,11 @@ def _dataset(args: argparse.Namespace) -> tuple[Any, str]:
 def _writable(path: Path, force: bool) -> Path:
     """``path``, after making sure a file can be written there (before any encoding), creating
     nothing: the file and its missing folders are made when it is written (``NewFile``)."""
-    if path.is_dir():
-        raise IsADirectoryError(f"--out {path} is a folder, not a file")
-    if path.exists() and not path.is_file():  # replacing /dev/null would replace the device node
-        from .data.files import file_kind
+    from .data.files import check_writable
 
-        raise OSError(f"--out {path} is {file_kind(path.stat().st_mode)}, not a regular file")
+    check_writable(path, "--out")
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:  # where the first missing folder would go
-        folder = folder.parent
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise OSError(f"cannot write --out {path}: {err}") from None
     return path
 
 

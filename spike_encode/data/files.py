@@ -22,12 +22,13 @@ import os
 import re
 import secrets
 import stat
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["NewFile", "file_kind"]
+__all__ = ["NewFile", "check_writable", "file_kind"]
 
 #: Where Linux names an open descriptor (a test points it elsewhere to play a system without /proc).
 PROC_FD = "/proc/self/fd"
@@ -44,6 +45,29 @@ def file_kind(mode: int) -> str:
     if stat.S_ISREG(mode):
         return "a regular file"
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def check_writable(path: Path, what: str) -> Path:
+    """``path``, once a regular file could be made there: it is no folder, device or FIFO,
+    and the nearest folder of it that exists takes a file. Creates nothing, so a long run can
+    check its destination first and write it (:class:`NewFile`) at the end.
+
+    Raises:
+        IsADirectoryError, OSError: naming ``what`` (e.g. ``"--out"``) and ``path``.
+    """
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder, not a file")
+    if path.exists() and not path.is_file():  # replacing /dev/null would replace the device node
+        raise OSError(f"{what} {path} is {file_kind(path.stat().st_mode)}, not a regular file")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # where the first missing folder would go
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise OSError(f"cannot write {what} {path}: {err}") from None
+    return path
 
 
 def _os_error(kind: type[OSError], number: int | None, message: str) -> OSError:
