@@ -64,11 +64,14 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:  # run from a checkout without installing the package
     sys.path.insert(0, str(REPO))
 
-from spike_encode import LatencyEncode  # noqa: E402
+from spike_encode import BackendUnavailableError, LatencyEncode  # noqa: E402
+from spike_encode.data.files import check_writable  # noqa: E402
 from spike_encode.datasets import mnist_dataset  # noqa: E402
 
 RESULTS = HERE / "results"
 NETS = ("torch", "snntorch", "norse")
+#: Errors that say what was asked cannot be done: one line on stderr, exit status 2.
+USER_ERRORS = (ValueError, TypeError, OSError, BackendUnavailableError)
 
 
 # --------------------------------------------------------------------------- the network
@@ -454,9 +457,36 @@ def _git_state() -> dict[str, Any] | None:
 
 # ------------------------------------------------------------------------------------- main
 
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none or the help text says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse numbers the run cannot use, naming the option (argparse's one-line error)."""
+    for name in ("epochs", "batch_size", "hidden", "train_subset", "test_subset", "lr", "tau_mem", "tau_out"):
+        value = getattr(args, name)
+        if value is not None and not 0 < value < math.inf:  # NaN fails too
+            parser.error(f"--{name.replace('_', '-')} must be a positive number, got {value!r}")
+    for name in ("num_workers", "threads"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _Parser(description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter)
     p.add_argument("--data-root", default=os.environ.get("SPIKE_ENCODE_DATA"),
                    help="folder holding MNIST/raw (default: $SPIKE_ENCODE_DATA or ./data)")
     p.add_argument("--net", choices=NETS, default="torch",
@@ -469,7 +499,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr-decay", choices=("cosine", "none"), default="cosine",
                    help="cosine: anneal the learning rate to 0 over all steps of the run")
     p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--tau-mem", type=float, default=10.0, help="hidden LIF time constant (ms)")
+    p.add_argument("--tau-mem", type=float, default=10.0,
+                   help="hidden LIF time constant (ms)")
     p.add_argument("--tau-out", type=float, default=10.0,
                    help="output integrator time constant (ms)")
     p.add_argument("--threshold", type=float, default=1.0)
@@ -483,7 +514,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="use only the first N training images")
     p.add_argument("--test-subset", type=int, default=None,
                    help="use only the first N test images")
-    p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers (image loading)")
+    p.add_argument("--num-workers", type=int, default=2,
+                   help="DataLoader workers (image loading)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads in the main process; 0: torch's default. The "
                         "per-step tensors are small, so more threads mostly add synchronisation "
@@ -492,7 +524,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None,
                    help="results JSON (default: examples/results/train_snn_<net>.json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    _check_numbers(p, args)
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -500,6 +534,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     machine_at_start = machine_info()
     git_at_start = _git_state()  # the code that runs, whatever is committed meanwhile
     args = parse_args(argv)
+    out = check_writable(args.out or RESULTS / f"train_snn_{args.net}.json", "--out")  # before training
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -536,7 +571,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     wall = time.perf_counter() - began
     script = sys.argv[0] if argv is None else "examples/train_snn.py"
     result = {
-        "test_accuracy": epochs[-1]["test"]["accuracy"] if epochs else None,
+        "test_accuracy": epochs[-1]["test"]["accuracy"],
         "test_accuracy_per_epoch": [e["test"]["accuracy"] for e in epochs],
         "training_time_s": training,
         "wall_time_s": wall,
@@ -549,7 +584,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "git": git_at_start,
         "finished": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    out = args.out or RESULTS / f"train_snn_{args.net}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"test accuracy {100 * result['test_accuracy']:.2f}% after {args.epochs} epochs; "
@@ -558,4 +592,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except USER_ERRORS as err:
+        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"{Path(sys.argv[0]).name}: error: {message or type(err).__name__}", file=sys.stderr)
+        sys.exit(2)
