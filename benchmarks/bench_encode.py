@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import DEFAULT_DATA, DEFAULT_GOLDEN, OtherLoad, machine, save
+from common import DEFAULT_DATA, DEFAULT_GOLDEN, OtherLoad, check_data_root, machine, positive, save
 from seed_loop import golden_difference, spike_keys
 from spike_encode import LatencyEncode
 from spike_encode.datasets import load_mnist
@@ -95,16 +95,17 @@ def main() -> None:
     parser.add_argument("--data-root", default=DEFAULT_DATA)
     parser.add_argument("--golden", default=str(DEFAULT_GOLDEN))
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-size", type=positive, default=1000)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="the multi-threaded rows' threads (default: torch's default, %(default)s here)")
-    parser.add_argument("--images", type=int, default=10000, help="test images for the sparse rows")
+    parser.add_argument("--images", type=positive, default=10000, help="test images for the sparse rows")
     parser.add_argument("--dense-images", type=int, help="images for the dense rows (default 3000; quick 1000)")
     parser.add_argument("--baseline-images", type=int, help="images for the slow loop (default 2000; quick 500)")
-    parser.add_argument("--repeats", type=int, help="timed passes per row (default 9; quick 3)")
+    parser.add_argument("--repeats", type=positive, help="timed passes per row (default 9; quick 3)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and images")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/encode-<device>[-quick].json)")
     args = parser.parse_args()
+    check_data_root(parser, args.data_root)
     args.repeats = args.repeats or (3 if args.quick else 9)
     args.dense_images = min(args.images, args.dense_images or (1000 if args.quick else 3000))
     args.baseline_images = min(args.images, args.baseline_images or (500 if args.quick else 2000))

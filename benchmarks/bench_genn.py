@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from common import DEFAULT_DATA, DEFAULT_GOLDEN, machine, save
+from common import DEFAULT_DATA, DEFAULT_GOLDEN, check_data_root, machine, positive, save
 from seed_loop import run_seed_loop
 from spike_encode import LatencyEncode
 from spike_encode.formats import sparse_to_events
@@ -53,11 +53,12 @@ def main() -> None:
     parser.add_argument("--golden", default=str(DEFAULT_GOLDEN))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-sizes", default=None, help="comma-separated; default 100,500,1000 (CUDA) or 1000 (CPU)")
-    parser.add_argument("--images", type=int, default=10000)
+    parser.add_argument("--images", type=positive, default=10000)
     parser.add_argument("--seed-images", type=int, default=500, help="images for the one-at-a-time loop")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--quick", action="store_true", help="1,000 images, 50 for the seed loop")
     args = parser.parse_args()
+    check_data_root(parser, args.data_root)
     if args.quick:
         args.images, args.seed_images = 1000, 50
     on_cuda = args.device.startswith("cuda")

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from common import DEFAULT_DATA, machine, save
+from common import DEFAULT_DATA, check_data_root, machine, non_negative, positive, save
 from spike_encode import LatencyEncode
 from spike_encode.data import SpikeDataset, SpikeLoader, collate_images, encode_dataset
 from spike_encode.datasets import load_mnist, mnist_dataset
@@ -153,10 +153,10 @@ def time_pairs(plain: DataLoader, encoded: SpikeLoader, timed: TimedEncoder, cou
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=DEFAULT_DATA)
-    parser.add_argument("--images", type=int, default=20000, help="the first N MNIST training images")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--pairs", type=int, default=5, help="timed (plain, encoded) epoch pairs")
+    parser.add_argument("--images", type=positive, default=20000, help="the first N MNIST training images")
+    parser.add_argument("--batch-size", type=positive, default=256)
+    parser.add_argument("--workers", type=non_negative, default=2)
+    parser.add_argument("--pairs", type=positive, default=5, help="timed (plain, encoded) epoch pairs")
     parser.add_argument("--default-threads", action="store_true",
                         help="also one encoded epoch with torch's default intra-op threads")
     parser.add_argument("--quick", action="store_true", help="2,000 images, one pair")
@@ -167,6 +167,7 @@ def main() -> None:
         return
     if args.quick:
         args.images, args.pairs = 2000, 1
+    check_data_root(parser, args.data_root)
 
     # (PIL image, int) items, as users have them
     dataset = Subset(mnist_dataset(args.data_root, train=True), range(args.images))

@@ -472,12 +472,9 @@ def main() -> None:
         print(json.dumps(run_worker(args.worker[0], json.loads(args.worker[1]))))
         return
 
-    from spike_encode.datasets import load_mnist
+    from common import check_data_root
 
-    try:  # before any row runs, and before a results file is replaced by rows that all failed
-        load_mnist(args.data_root, train=False)
-    except (OSError, RuntimeError, ValueError) as err:
-        parser.error(f"--data-root {args.data_root}: {' '.join(str(err).split())}")
+    check_data_root(parser, args.data_root)  # before any row runs, and before results are replaced
     if not Path(args.golden).is_file():
         parser.error(f"--golden {args.golden}: no such file")
     quick = args.quick

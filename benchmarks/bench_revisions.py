@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from common import DEFAULT_DATA, REPO, OtherLoad, machine, save
+from common import DEFAULT_DATA, REPO, OtherLoad, machine, positive, save
 
 VERSIONS = ("base", "work")
 _ABSOLUTE_IMPORT = re.compile(r"^\s*(from|import)\s+spike_encode\b", re.MULTILINE)
@@ -112,14 +112,6 @@ def time_versions(folder: Path, first: str, data_root: str, images: int, batch_s
                 for count in (counts if r % 2 == 0 else counts[::-1]):
                     times[f"{version} {count}"].append(one_pass(version, count))
     return {"images": sum(len(b) for b in batches), "timings_s": times, "other_processes_cores": load.cores}
-
-
-def positive(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def main() -> None:

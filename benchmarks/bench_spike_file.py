@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import DEFAULT_DATA, machine, save
+from common import DEFAULT_DATA, check_data_root, machine, positive, save
 from spike_encode import LatencyEncode
 from spike_encode.data import SpikeDataset, encode_dataset
 from spike_encode.datasets import load_mnist
@@ -68,10 +68,11 @@ def epoch(reader, order: np.ndarray, batch_size: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=DEFAULT_DATA)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=positive, default=256)
+    parser.add_argument("--repeats", type=positive, default=5)
     parser.add_argument("--test", action="store_true", help="the 10,000 test images instead of 60,000")
     args = parser.parse_args()
+    check_data_root(parser, args.data_root)
 
     images, labels = load_mnist(args.data_root, train=not args.test)
     with tempfile.TemporaryDirectory() as folder:

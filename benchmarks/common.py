@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -22,6 +23,33 @@ DEFAULT_DATA = os.environ.get("SPIKE_ENCODE_DATA", str(REPO.parent / "shared" / 
 DEFAULT_GOLDEN = REPO.parent / "shared" / "golden" / "tutorial-test-0-10000.npz"
 if str(REPO) not in sys.path:  # measure this checkout's spike_encode, installed or not
     sys.path.append(str(REPO))
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def check_data_root(parser: argparse.ArgumentParser, root: str) -> None:
+    """The parser's error (one line, exit 2) unless MNIST can be read under ``root``: before
+    any timing, and before any results file is written."""
+    from spike_encode.datasets import load_mnist
+
+    try:
+        load_mnist(root, train=False)
+    except (OSError, RuntimeError, ValueError) as err:
+        parser.error(f"--data-root {root}: {' '.join(str(err).split())}")
 
 
 def median_rate(fn: Callable[[], object], items: int, repeats: int) -> tuple[float, list[float]]:

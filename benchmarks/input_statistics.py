@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py, when imported from tests or docs
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # a checkout without spike_encode installed
 
-from common import DEFAULT_DATA, machine, save  # noqa: E402
+from common import DEFAULT_DATA, check_data_root, machine, positive, save  # noqa: E402
 from spike_encode.datasets import load_mnist  # noqa: E402
 from spike_encode.engines import simulate_exact  # noqa: E402
 from spike_encode.inputs import input_currents  # noqa: E402
@@ -206,9 +206,10 @@ def _cell(values: dict[str, float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=DEFAULT_DATA)
-    parser.add_argument("--images", type=int, default=300, help="images of each synthetic or photo kind")
+    parser.add_argument("--images", type=positive, default=300, help="images of each synthetic or photo kind")
     parser.add_argument("--quick", action="store_true", help="60 images per kind, 2,000 MNIST images")
     args = parser.parse_args()
+    check_data_root(parser, args.data_root)
     torch.manual_seed(0)
     count, mnist_count = (60, 2000) if args.quick else (args.images, 10_000)
     dt = EncoderParams().dt

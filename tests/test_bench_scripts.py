@@ -207,3 +207,24 @@ def test_venv_script_says_its_usage_and_refuses_unknown_extras():
     for extras in ("bogus", "test,bogus"):
         run = subprocess.run(["bash", str(script), extras], capture_output=True, text=True, timeout=60)
         assert run.returncode == 2 and run.stderr.startswith("scripts/venv.sh: error: unknown extra 'bogus'"), run.stderr
+
+
+@pytest.mark.parametrize("script", ["bench_encode.py", "bench_genn.py", "bench_loader.py", "bench_spike_file.py",
+                                    "input_statistics.py"])
+def test_every_benchmark_without_mnist_fails_in_one_line(tmp_path, script):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    run = subprocess.run([sys.executable, str(BENCH / script), "--data-root", str(not_a_folder)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith(f"{script}: error: --data-root {not_a_folder}: ")
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("bench_encode.py", ["--images", "-1"], "argument --images: must be at least 1, got -1"),
+    ("bench_encode.py", ["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    ("bench_loader.py", ["--workers", "-1"], "argument --workers: must be at least 0, got -1"),
+])
+def test_benchmark_counts_out_of_range_fail_in_one_line(script, args, message):
+    run = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.strip().splitlines()[-1] == f"{script}: error: {message}"
