@@ -9,16 +9,18 @@ Every row encodes the same MNIST test images (uint8, from ``--data-root``) and r
 - output bytes per image, as returned (sparse: indices + values; dense: the raster);
 - peak memory: each row runs in a fresh subprocess; the extra peak resident memory (Linux
   ``VmHWM`` reset through ``/proc/self/clear_refs``, minus ``VmRSS`` before) while it
-  encodes one batch, output included (CUDA rows: ``torch.cuda.max_memory_allocated``);
+  encodes one batch, output included (CUDA rows: ``torch.cuda.max_memory_allocated``, which
+  does not see the memory GeNN allocates itself);
 - spikes that differ from GeNN's golden spikes for those images
   (``../shared/golden/tutorial-test-0-10000.npz``): missing + extra. Meaningful for the
   GeNN-faithful rows (0 means spike for spike); the peers compute other models, so for them
   it only says how far their model is from GeNN's.
 
 Rows: ``spike_encode:torch:<device>:<format>`` (each output format; ``cuda`` when PyTorch
-sees a GPU), ``spike_encode:genn`` (when ``LatencyEncode(backend="genn")`` constructs),
-``seed_loop`` (the tutorial's PyGeNN loop, one image at a time, in an interpreter that
-imports ``pygenn``: see ``--genn-python``), ``step_loop``, ``snntorch:latency``,
+sees a GPU), ``spike_encode:genn`` (when ``LatencyEncode(backend="genn", device=<--peer-device>)``
+constructs), ``seed_loop`` (the tutorial's PyGeNN loop, one image at a time, in an
+interpreter that imports ``pygenn``: see ``--genn-python``; on GeNN's CUDA backend where
+PyGeNN has one, as the tutorial does), ``step_loop``, ``snntorch:latency``,
 ``norse:constant_current_lif``, ``norse:spike_latency_lif`` and ``spikingjelly:latency``
 (``pip install snntorch norse spikingjelly``; rows whose library does not import are skipped
 with the reason). Slow rows (``seed_loop``, ``step_loop``, ``spike_encode:genn`` and the
@@ -182,7 +184,7 @@ def _build(row_id: str, device: str):
         parts = row_id.split(":")
         if parts[1] == "genn":
             try:
-                enc = LatencyEncode(backend="genn", output="sparse")
+                enc = LatencyEncode(backend="genn", device=device, output="sparse")
             except (BackendUnavailableError, ValueError, ImportError) as err:
                 raise Skip(f"LatencyEncode(backend='genn'): {type(err).__name__}: {err}") from err
             try:

@@ -80,6 +80,22 @@ def test_genn_row_is_skipped_or_built(bench_modules):
 
 
 @pytest.mark.slow
+def test_genn_row_runs_on_the_peer_device(bench_modules):
+    # the GeNN row once ran GeNN's CPU backend under --peer-device cuda and reported "cuda"
+    pytest.importorskip("pygenn", reason="PyGeNN is not installed")
+    import torch
+
+    bench_peers, _ = bench_modules
+    if not torch.cuda.is_available():
+        with pytest.raises(bench_peers.Skip, match="device='cuda'.*no CUDA GPU"):
+            bench_peers._build("spike_encode:genn", "cuda")
+        return
+    encode, _, _ = bench_peers._build("spike_encode:genn", "cuda")
+    images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8, device="cuda")
+    assert encode(images).device.type == "cuda"
+
+
+@pytest.mark.slow
 def test_bench_peers_quick_run_and_plots(tmp_path, data_root, bench_modules):
     out = tmp_path / "peers.json"
     cmd = [sys.executable, str(BENCH / "bench_peers.py"), "--quick", "--data-root", str(data_root),
