@@ -23,6 +23,14 @@ from spike_encode.data import SpikeDataset
 from .loader_helpers import assert_same_sparse
 
 
+def _python_env() -> dict[str, str]:
+    """The environment for a Python subprocess: this checkout first, then every path this
+    process imports from (packages installed through PYTHONPATH too)."""
+    import spike_encode
+
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(spike_encode.__file__).parents[1]), *sys.path])}
+
+
 def _png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
@@ -151,7 +159,7 @@ def test_version_and_python_m(tmp_path):
     import spike_encode
 
     run = subprocess.run([sys.executable, "-m", "spike_encode", "--version"], capture_output=True, text=True,
-                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(spike_encode.__file__).parents[1])})
+                         cwd=tmp_path, env=_python_env())
     assert run.returncode == 0 and run.stdout.strip() == f"spike-encode {spike_encode.__version__}"
 
 
@@ -276,13 +284,11 @@ def test_encode_refuses_to_overwrite_without_force(capsys, tmp_path, data_root):
 
 
 def test_info_into_a_closed_pipe_exits_quietly(tmp_path):
-    import spike_encode
-
     read, write = os.pipe()
     os.close(read)  # as `spike-encode info | head -1` once head has exited
     try:
         run = subprocess.run([sys.executable, "-m", "spike_encode", "info"], stdout=write, stderr=subprocess.PIPE,
-                             text=True, env={**os.environ, "PYTHONPATH": str(Path(spike_encode.__file__).parents[1])})
+                             text=True, env=_python_env())
     finally:
         os.close(write)
     assert run.returncode == 1 and run.stderr == "", run.stderr
@@ -371,15 +377,13 @@ def test_plot_names_the_dataset_index_of_a_refused_image(tmp_path, capsys):
 def test_a_size_too_large_for_memory_is_a_one_line_error(tmp_path):
     import resource
 
-    import spike_encode
-
     folder = _image_folder(tmp_path / "pics", "RGB", size=(8, 8), per_class=1)
     limit = 8 * 2**30  # less than the 12.9 GB of one 65,535 x 65,535 RGB image
     run = subprocess.run(
         [sys.executable, "-m", "spike_encode", "plot", "--dataset", "ImageFolder", "--data-root", str(folder),
          "--size", "65535", "65535", "--images", "0", "--out", str(tmp_path / "r.png")],
         capture_output=True, text=True, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
-        env={**os.environ, "PYTHONPATH": str(Path(spike_encode.__file__).parents[1])})
+        env=_python_env())
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
     assert run.stderr.startswith("spike-encode: error: out of memory with --size 65535 65535"), run.stderr
     assert not (tmp_path / "r.png").exists()
@@ -440,14 +444,14 @@ def test_plotting_keeps_the_backend_and_is_imported_lazily(tmp_path):
         "print(type(fig).__name__, len(fig.axes), matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                         env=_python_env())
     assert run.stdout.split() == ["Figure", "4", "svg", "False"], run.stderr
     no_mpl = "import sys; sys.modules['matplotlib'] = None\nimport spike_encode\nspike_encode.plot_rasters"
     run = subprocess.run([sys.executable, "-c", no_mpl], capture_output=True, text=True, cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                         env=_python_env())
     assert run.returncode == 0, run.stderr  # importing works without matplotlib
     run = subprocess.run([sys.executable, "-c", no_mpl + "(None, 0.1)"], capture_output=True, text=True,
-                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                         cwd=tmp_path, env=_python_env())
     assert 'pip install "spike_encode[plot]"' in run.stderr
 
 
