@@ -122,7 +122,8 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 def _add_encoder_options(parser: argparse.ArgumentParser) -> None:
     defaults = EncoderParams()
     parser.add_argument("--backend", default="auto", choices=backend_names(),
-                        help="engine: auto picks torch on a CPU, GeNN on CUDA where PyGeNN's CUDA backend is installed")
+                        help="engine: auto picks torch (the faster, on a CPU and on CUDA; same spikes), "
+                             "GeNN for what only GeNN runs")
     parser.add_argument("--device", type=_device, default=None,
                         help="torch device to encode on, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--dt", type=_positive_float, default=defaults.dt, help="time step (ms)")
@@ -317,12 +318,9 @@ def _info(args: argparse.Namespace) -> None:
     genn, why = _genn_version()
     if genn:
         from .engines.genn_engine import genn_backends
-        from .engines.registry import auto_engine_name
-        from .spec import EncodingSpec
 
-        cuda = torch.cuda.is_available() and auto_engine_name(EncodingSpec(), torch.device("cuda")) == "genn"
         print(f"  genn   PyGeNN {genn}, GeNN backends: {', '.join(genn_backends()) or 'none'} "
-              f"(backend='auto' uses GeNN on: {'cuda' if cuda else 'no device here'}; torch on the CPU)")
+              "(backend='auto' uses GeNN only for what only GeNN runs)")
     else:
         print(f"  genn   not available (import pygenn failed: {why})")
     if torch.cuda.is_available():

@@ -103,8 +103,9 @@ def check_backend_name(backend: str) -> str:
 
 def auto_engine_name(spec: EncodingSpec, device: torch.device | None, cache_dir: str | Path | None = None) -> str:
     """The engine ``backend="auto"`` picks: the first that can compute ``spec`` on ``device``
-    and is available here, trying those that prefer this device type first (torch on a CPU,
-    GeNN on CUDA), then the others in order of registration.
+    and is available here, trying those that prefer this device type first (the torch engine
+    on a CPU and on CUDA, where it is the faster of the two), then the others in order of
+    registration (GeNN, for what only GeNN runs).
 
     Raises:
         BackendUnavailableError: no engine can; the message says why each cannot.
@@ -173,10 +174,10 @@ register_engine(EngineInfo(
     name="torch", devices=("cpu", "cuda"), precisions=("float",),
     arithmetic={"cpu": ("ieee", "fma"), "cuda": ("ieee", "fma")},
     custom_neurons=False, repeated_spikes=True,
-    unavailable=lambda device, cache_dir: None, make=_torch_engine, auto_devices=("cpu",)))
+    unavailable=lambda device, cache_dir: None, make=_torch_engine, auto_devices=("cpu", "cuda")))
 
 register_engine(EngineInfo(
     name="genn", devices=("cpu", "cuda"), precisions=("float", "double"),
     arithmetic={"cpu": ("ieee",), "cuda": ("ieee", "fma")},
     custom_neurons=True, repeated_spikes=True,
-    unavailable=_genn_unavailable, make=_genn_engine, auto_devices=("cuda",)))
+    unavailable=_genn_unavailable, make=_genn_engine))
