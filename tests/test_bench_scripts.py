@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -213,6 +214,18 @@ def test_bench_peers_without_mnist_fails_in_one_line_and_writes_nothing(tmp_path
     assert run.returncode == 2, run.stdout + run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith(f"bench_peers.py: error: --data-root {not_a_folder}: ")
     assert "Traceback" not in run.stderr and not out.exists()
+
+
+def test_gpu_check_reports_every_step_and_copies_no_stale_results(tmp_path):
+    # where every step fails (here: an interpreter that is `false`), the check still runs each
+    # step within its limit, says how each ended, and hands back no earlier run's JSON
+    run = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), str(tmp_path)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHON": "false"}, timeout=120)
+    steps = ["environment", "tests", "bench_encode_cuda", "bench_genn_cuda", "bench_encode_2_cores",
+             "bench_loader_2_cores", "bench_peers_cuda"]
+    for step in steps:
+        assert f"== {step}: exit 1 after" in run.stdout, run.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu-check-tests.log", "gpu-check.log"]
 
 
 def test_venv_script_says_its_usage_and_refuses_unknown_extras():
