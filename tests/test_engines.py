@@ -180,6 +180,21 @@ def test_batches_in_a_row_never_share_or_mix_their_spikes(threads, torch_threads
     assert len(held[1][0]) > 64 * 300  # more than the first guess of 64 spikes an image
 
 
+def test_every_pixel_driven_with_some_too_weak_to_fire_in_a_one_spike_window(torch_threads, cpu_path):
+    """Where each neuron fires at most once (the default long refractory period), neurons too
+    weak to reach threshold are sorted out of the spikes: with every pixel of large images
+    driven, after a small batch whose output arrays the compiled loop keeps for this thread."""
+    torch_threads(1)
+    params = EncoderParams()  # TauRefrac 100 ms > the 20 ms window: one spike at most
+    assert_same_spikes(normalised_currents(digit_like(8, 5).reshape(8, -1), params.input_scale), params)
+    rng = torch.Generator().manual_seed(6)
+    pixels = torch.randint(1, 256, (40, 3 * 32 * 32), generator=rng).float() ** 4  # no zero: all driven
+    events = assert_same_spikes(normalised_currents(pixels, 300.0), params)
+    fired = torch.bincount(events.sample, minlength=40)
+    assert (fired > 0).all() and (fired < 3 * 32 * 32).all(), "each image: some pixels fire, some do not"
+    assert len(torch.unique(events.sample * 3072 + events.neuron)) == len(events), "a neuron fired twice"
+
+
 @pytest.mark.parametrize("case", ["32,769 neurons", "over 32,768 steps"])
 def test_indices_past_16_bits_survive_a_small_batch_before_them(case, torch_threads, cpu_path):
     """A larger image or a longer window after a small batch on the same thread (whose output

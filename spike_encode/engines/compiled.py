@@ -55,46 +55,63 @@ def _compile(function: Any) -> Any:
 
 
 @_compile
-def _uint8_row_currents(row, contrast, scale, histogram, index, current):  # pragma: no cover - compiled
-    """The driven neurons of one row of uint8 pixels under the rule: their positions into
-    ``index`` and currents (nA) into ``current``; their count, or -1 for an all-zero image."""
+def _background_level(row, histogram):  # pragma: no cover - compiled
+    """The ``contrast`` rule's background of one row of uint8 pixels: the lower median plus
+    the median absolute deviation (0 when at least half the pixels are black)."""
     n = row.shape[0]
     rank = (n - 1) // 2
-    level = 0
-    if contrast:
-        zeros = 0
-        for i in range(n):
-            zeros += np.int64(row[i] == 0)
-        if zeros <= rank:  # fewer than half black: the lower median is above 0
-            histogram[:] = 0
-            for i in range(n):
-                histogram[row[i]] += 1
-            seen = 0
-            median = 0
-            for value in range(256):
-                seen += histogram[value]
-                if seen > rank:
-                    median = value
-                    break
-            seen = 0
-            spread = 0
-            for distance in range(256):
-                if median + distance <= 255:
-                    seen += histogram[median + distance]
-                if distance > 0 and median - distance >= 0:
-                    seen += histogram[median - distance]
-                if seen > rank:
-                    spread = distance
-                    break
-            level = median + spread
+    zeros = 0
+    for i in range(n):
+        zeros += np.int64(row[i] == 0)
+    if zeros > rank:  # at least half black: the lower median is 0, and so is the level
+        return 0
+    histogram[:] = 0
+    for i in range(n):
+        histogram[row[i]] += 1
+    seen = 0
+    median = 0
+    for value in range(256):
+        seen += histogram[value]
+        if seen > rank:
+            median = value
+            break
+    seen = 0
+    spread = 0
+    for distance in range(256):
+        if median + distance <= 255:
+            seen += histogram[median + distance]
+        if distance > 0 and median - distance >= 0:
+            seen += histogram[median - distance]
+        if seen > rank:
+            spread = distance
+            break
+    return median + spread
+
+
+@_compile
+def _compact_above(row, level, index, current):  # pragma: no cover - compiled
+    """The pixels of one uint8 row above ``level``: positions into ``index`` and excess into
+    ``current``; their count and the total excess."""
     total = 0
     driven = 0
-    for i in range(n):  # without branches: every pixel is written, the driven ones kept
+    for i in range(row.shape[0]):  # without branches: every pixel is written, the driven ones kept
         excess = max(np.int64(row[i]) - level, 0)
         total += excess
         index[driven] = i
         current[driven] = excess
         driven += np.int64(excess > 0)
+    return driven, total
+
+
+@_compile
+def _uint8_row_currents(row, contrast, scale, histogram, index, current):  # pragma: no cover - compiled
+    """The driven neurons of one row of uint8 pixels under the rule: their positions into
+    ``index`` and currents (nA) into ``current``; their count, or -1 for an all-zero image."""
+    level = _background_level(row, histogram) if contrast else 0
+    if level == 0:  # the common case, compiled with the level a constant (twice as fast)
+        driven, total = _compact_above(row, 0, index, current)
+    else:
+        driven, total = _compact_above(row, level, index, current)
     if total == 0:
         return -1 if level == 0 else 0  # all black, or nothing above the background (silent)
     total32 = np.float32(total)
@@ -115,14 +132,13 @@ def _given_row_currents(row, index, current):  # pragma: no cover - compiled
 
 
 @_compile
-def _row_spikes(index, current, driven, n, lif, table, n0, num_steps, period_add, work,
-                out_step, out_neuron, pos):  # pragma: no cover - compiled
-    """One row's spikes into ``out_step``/``out_neuron`` from ``pos``, by (step, neuron), of
-    its ``driven`` neurons at ``index`` (ascending) with ``current`` (nA) and the others with
-    none; the end position, or -1 when a neuron needs a replay."""
+def _driven_steps(current, driven, lif, table, driven_step, bits):  # pragma: no cover - compiled
+    """The step (1-based) of the first spike of each of the ``driven`` neurons with
+    ``current`` (nA) into ``driven_step``: from the crossing table's bucket, or its bounds
+    where the bucket is ambiguous (``bits``: one int32 of room). ``False`` when a neuron
+    needs a replay."""
     i_offset, r_membrane, v_rest, v_reset = lif
     shift, base, codes, bounds, steps = table
-    fired_neuron, fired_step, driven_step, counts, bits = work
     last = len(codes) - 1
     u = bits.view(np.float32)
     for j in range(driven):
@@ -133,11 +149,46 @@ def _row_spikes(index, current, driven, n, lif, table, n0, num_steps, period_add
         step = np.int64(codes[bucket])
         if step == 0:
             if alpha != alpha:  # NaN: replayed, as the table's last piece is
-                return -1
+                return False
             step = steps[np.searchsorted(bounds, alpha, side="right")]
             if step == 0:
-                return -1
+                return False
         driven_step[j] = step
+    return True
+
+
+@_compile
+def _place_once(index, driven_step, driven, num_steps, counts, out_step, out_neuron, pos):  # pragma: no cover
+    """The spikes of ``driven`` neurons that fire at most once in the window (and of no
+    others), by (step, neuron), from ``pos``; the end position. A counting sort without
+    branches: the neurons that do not fire go to a last bucket past the end, which the
+    output has room for (as for one spike per neuron) and the next row overwrites."""
+    counts[:] = 0
+    for j in range(driven):
+        step = min(driven_step[j], num_steps + 1)
+        driven_step[j] = step
+        counts[step] += 1
+    start = pos  # no spike at step 0: the buckets start at step 1
+    for step in range(1, num_steps + 2):
+        count = counts[step]
+        counts[step] = start
+        start += count
+    for j in range(driven):
+        step = driven_step[j]
+        at = counts[step]
+        counts[step] = at + 1
+        out_step[at] = step - 1
+        out_neuron[at] = index[j]
+    return counts[num_steps]
+
+
+@_compile
+def _place_repeated(index, driven_step, driven, n, n0, num_steps, period_add, work, out_step, out_neuron,
+                    pos):  # pragma: no cover - compiled
+    """The spikes of all ``n`` neurons, repeated every ``step + period_add`` steps, by (step,
+    neuron), from ``pos``: the ``driven`` ones at ``index`` (ascending) first fire at
+    ``driven_step``, the others at ``n0``; the end position."""
+    fired_neuron, fired_step, counts = work
     fired = 0
     if n0 <= num_steps:  # undriven neurons fire too (a large Ioffset): all neurons, in order
         j = 0
@@ -178,10 +229,8 @@ def _row_spikes(index, current, driven, n, lif, table, n0, num_steps, period_add
 
 
 @_compile
-def _reserve(out_step, out_neuron, pos, need):  # pragma: no cover - compiled
-    """The output arrays, grown (at least doubled) where ``need`` more entries after ``pos`` do not fit."""
-    if pos + need <= len(out_step):
-        return out_step, out_neuron
+def _grown(out_step, out_neuron, pos, need):  # pragma: no cover - compiled
+    """The output arrays grown (at least doubled) to hold ``need`` more entries after ``pos``."""
     capacity = max(2 * len(out_step), pos + need)
     grown_step = np.empty(capacity, np.int32)
     grown_step[:pos] = out_step[:pos]
@@ -204,8 +253,9 @@ def chunk_spikes(pixels, currents, contrast, scale, lif, table, n0, num_steps, p
     count, n = pixels.shape if from_pixels else currents.shape
     index = np.empty(n, np.int64)
     current = np.empty(n, np.float32)
-    work = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64), np.zeros(num_steps + 1, np.int64),
-            np.zeros(1, np.int32))
+    driven_step, bits = np.empty(n, np.int64), np.zeros(1, np.int32)
+    work = (np.empty(n, np.int64), np.empty(n, np.int64), np.empty(num_steps + 2, np.int64))
+    once = n0 > num_steps and period_add >= num_steps  # a second spike would come after the window
     histogram = np.zeros(256, np.int64)
     per_neuron = 1 + (num_steps - 1) // (1 + period_add)
     pos = 0
@@ -216,11 +266,15 @@ def chunk_spikes(pixels, currents, contrast, scale, lif, table, n0, num_steps, p
                 return out_step, out_neuron, pos, EMPTY_IMAGE, r
         else:
             driven = _given_row_currents(currents[r], index, current)
-        out_step, out_neuron = _reserve(out_step, out_neuron, pos, n * per_neuron)
-        end = _row_spikes(index, current, driven, n, lif, table, n0, num_steps, period_add, work,
-                          out_step, out_neuron, pos)
-        if end < 0:
+        if pos + n * per_neuron > len(out_step):
+            out_step, out_neuron = _grown(out_step, out_neuron, pos, n * per_neuron)
+        if not _driven_steps(current, driven, lif, table, driven_step, bits):
             return out_step, out_neuron, pos, NEEDS_REPLAY, r
+        if once:
+            end = _place_once(index, driven_step, driven, num_steps, work[2], out_step, out_neuron, pos)
+        else:
+            end = _place_repeated(index, driven_step, driven, n, n0, num_steps, period_add, work, out_step,
+                                  out_neuron, pos)
         row_spikes[r] = end - pos
         pos = end
     return out_step, out_neuron, pos, OK, -1
