@@ -5,11 +5,13 @@ In one run, over the first ``--images`` MNIST training images (default 20,000; s
 
 - plain: ``DataLoader(collate_fn=collate_images)``, the images as uint8 tensors;
 - encoded: ``SpikeLoader`` with the same arguments, sparse ``(B, T, N)`` spikes, with its
-  default ``encode_threads="auto"`` (and, with ``--default-threads``, once with torch's
-  default threads: slow on a small machine);
+  defaults ``encode_threads="auto"`` and (the encoder being on the CPU) ``prefetch_factor=4``
+  (and, with ``--default-threads``, once with torch's default threads: slow on a small machine);
+- encoded_prefetch_2: the same with PyTorch's default ``prefetch_factor=2``, what SpikeLoader
+  used before;
 
-in ``--pairs`` pairs of one epoch each (after one warm-up pair; the order within a pair
-alternates); the figure of merit is the median of the pairs' ratios encoded / plain (target:
+in ``--pairs`` rounds (of one epoch of each loader, after one warm-up round; the order within a round
+alternates); the figure of merit is the median of the rounds' ratios encoded / plain (target:
 at most 1.15). One more, untimed, epoch checks that every sample's spikes are its own
 image's (targets are the dataset indices there). Also: bytes of one batch of sparse, dense
 bool and dense float32 spikes and the peak memory of encoding it (each in a fresh process),
@@ -129,20 +131,20 @@ def cpu_seconds() -> float:
     return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
-def time_pairs(plain: DataLoader, encoded: SpikeLoader, timed: TimedEncoder, count: int,
-               pairs: int) -> tuple[dict[str, list[float]], dict[str, list[float]], list[float]]:
-    """Epoch times and CPU seconds (main process and workers) of ``pairs`` (plain, encoded)
-    pairs after one warm-up pair, the order within a pair alternating; and the main
-    process's encoding seconds per encoded epoch."""
-    times: dict[str, list[float]] = {"plain": [], "encoded": []}
-    cpu: dict[str, list[float]] = {"plain": [], "encoded": []}
+def time_rounds(loaders: dict[str, DataLoader], timed: TimedEncoder, count: int,
+                rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]], list[float]]:
+    """Epoch times and CPU seconds (main process and workers) of each loader in ``rounds``
+    rounds of one epoch each after one warm-up round, the order within a round alternating;
+    and the main process's encoding seconds per epoch of ``loaders["encoded"]``."""
+    times: dict[str, list[float]] = {name: [] for name in loaders}
+    cpu: dict[str, list[float]] = {name: [] for name in loaders}
     encode_seconds = []
-    for pair in range(-1, pairs):
-        for name in (("plain", "encoded") if pair % 2 == 0 else ("encoded", "plain")):
+    for round_ in range(-1, rounds):
+        for name in (list(loaders) if round_ % 2 == 0 else list(reversed(loaders))):
             timed.seconds = 0.0
             before = cpu_seconds()
-            seconds = run_epoch(plain if name == "plain" else encoded, count)
-            if pair >= 0:
+            seconds = run_epoch(loaders[name], count)
+            if round_ >= 0:
                 times[name].append(seconds)
                 cpu[name].append(cpu_seconds() - before)  # workers are reaped when the epoch ends
                 if name == "encoded":
@@ -156,7 +158,7 @@ def main() -> None:
     parser.add_argument("--images", type=positive, default=20000, help="the first N MNIST training images")
     parser.add_argument("--batch-size", type=positive, default=256)
     parser.add_argument("--workers", type=non_negative, default=2)
-    parser.add_argument("--pairs", type=positive, default=5, help="timed (plain, encoded) epoch pairs")
+    parser.add_argument("--pairs", type=positive, default=5, help="timed rounds of one epoch of each loader (plain, encoded, ...)")
     parser.add_argument("--default-threads", action="store_true",
                         help="also one encoded epoch with torch's default intra-op threads")
     parser.add_argument("--quick", action="store_true", help="2,000 images, one pair")
@@ -176,13 +178,17 @@ def main() -> None:
     enc = LatencyEncode(backend="torch")
     timed = TimedEncoder(enc)
     common = dict(batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
-    plain = DataLoader(dataset, collate_fn=collate_images, **common)
-    encoded = SpikeLoader(dataset, timed, **common)
+    loaders = {"plain": DataLoader(dataset, collate_fn=collate_images, **common),
+               "encoded": SpikeLoader(dataset, timed, **common)}
+    if args.workers:
+        loaders["encoded_prefetch_2"] = SpikeLoader(dataset, timed, prefetch_factor=2, **common)
     load_start = os.getloadavg()
-    times, cpu, encode_seconds = time_pairs(plain, encoded, timed, count, args.pairs)
+    times, cpu, encode_seconds = time_rounds(loaders, timed, count, args.pairs)
     load_end = os.getloadavg()
     ratios = [e / p for p, e in zip(times["plain"], times["encoded"])]
     ratio = statistics.median(ratios)
+    prefetch_2_ratio = (statistics.median(e / p for p, e in zip(times["plain"], times["encoded_prefetch_2"]))
+                        if args.workers else None)
     cpu_ratio = statistics.median(e / p for p, e in zip(cpu["plain"], cpu["encoded"]))
     aligned = check_alignment(dataset, enc, images, common)
     default_threads_encode = None
@@ -229,10 +235,12 @@ def main() -> None:
         "batch_size": args.batch_size,
         "workers": args.workers,
         "pairs": args.pairs,
+        "prefetch_factor": {name: loader.prefetch_factor for name, loader in loaders.items()},
         "epoch_s": times,
         "median_epoch_s": median,
         "pair_ratios": ratios,
         "encoded_over_plain": ratio,
+        "encoded_prefetch_2_over_plain": prefetch_2_ratio,
         "cpu_s_main_and_workers": cpu,
         "cpu_encoded_over_plain": cpu_ratio,
         "target_ratio": TARGET_RATIO,
@@ -251,6 +259,8 @@ def main() -> None:
           f"of which encoding {statistics.median(encode_seconds):.2f} s")
     print(f"  encoded / plain, median of the pairs: {ratio:.2f}x (target <= {TARGET_RATIO}x; pairs "
           f"{', '.join(f'{r:.2f}' for r in ratios)}); all {aligned} samples' spikes checked against their images")
+    if prefetch_2_ratio is not None:
+        print(f"  SpikeLoader with PyTorch's prefetch_factor=2 (not 4) / plain, median: {prefetch_2_ratio:.2f}x")
     print(f"  CPU seconds of the main process and workers, encoded / plain, median of the pairs: {cpu_ratio:.2f}x "
           f"(plain {statistics.median(cpu['plain']):.2f} s)")
     print(f"  (the encoder alone, same images in memory, 1 thread: {encode_alone_s:.2f} s)")

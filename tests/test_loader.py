@@ -4,7 +4,9 @@ through shuffling, workers and drop_last, and it behaves as a DataLoader does.""
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
+import time
 
 import pytest
 import torch
@@ -150,6 +152,52 @@ def test_cpu_encoding_leaves_the_cores_to_the_workers(setting, workers, subset, 
         assert_same_sparse(spikes, enc(images[:40]))
     finally:
         torch.set_num_threads(before)
+
+
+class CountingItems(MNISTItems):
+    """MNIST items that count, across worker processes, how many were loaded."""
+
+    def __init__(self, images, labels):
+        super().__init__(images, labels)
+        self.loaded = multiprocessing.get_context("fork").Value("i", 0)
+
+    def __getitem__(self, i: int):
+        with self.loaded.get_lock():
+            self.loaded.value += 1
+        return super().__getitem__(i)
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
+                    reason="counts loads across forked workers")
+@pytest.mark.parametrize("prefetch, batches_ahead", [(None, 4), (2, 2), (3, 3)])
+def test_cpu_encoding_lets_each_worker_load_four_batches_ahead_unless_told(prefetch, batches_ahead, subset, enc):
+    """While the main process encodes on the CPU, each worker keeps up to 4 batches loaded
+    (PyTorch's default is 2); a prefetch_factor of the user's own is kept."""
+    images, labels = subset
+    ds = CountingItems(images[:400], labels[:400])
+    options = {} if prefetch is None else {"prefetch_factor": prefetch}
+    loader = SpikeLoader(ds, enc, batch_size=10, num_workers=2, multiprocessing_context="fork", **options)
+    assert loader.prefetch_factor == batches_ahead
+    batches = iter(loader)
+    next(batches)  # one batch taken: one more asked for in its place
+    expected = (2 * batches_ahead + 1) * 10
+    deadline = time.monotonic() + 30
+    while ds.loaded.value < expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # time to load more, were more asked for
+    assert ds.loaded.value == expected
+    del batches
+
+
+def test_encoding_on_a_gpu_keeps_pytorchs_prefetch(subset):
+    class OnGPU:  # constructing the loader touches no GPU
+        device = torch.device("cuda")
+
+        def __call__(self, images):
+            raise AssertionError("not called")
+
+    assert SpikeLoader(MNISTItems(*subset), OnGPU(), batch_size=10, num_workers=2).prefetch_factor == 2
+    assert SpikeLoader(MNISTItems(*subset), OnGPU(), batch_size=10, num_workers=0).prefetch_factor is None
 
 
 def test_bad_arguments_are_refused(subset, enc):
