@@ -395,7 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # https://docs.python.org/3/library/signal.html#note-on-sigpipe
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (MemoryError, torch.cuda.OutOfMemoryError) as err:  # e.g. images resized by a --size too large
+    except (MemoryError, RuntimeError) as err:  # e.g. images resized by a --size too large
+        if not _out_of_memory(err):
+            raise
         size = getattr(args, "size", None)
         asked = f" with --size {size[0]} {size[1]}" if size else ""
         print(f"{PROG}: error: out of memory{asked} ({_one_line(err).rstrip(':') or 'MemoryError'}); "
@@ -405,6 +407,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {_one_line(err) or type(err).__name__}", file=sys.stderr)
         return 2
     return 0
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` says memory ran out: Python's ``MemoryError``, CUDA's, or the
+    ``RuntimeError`` of torch's CPU allocator."""
+    return (isinstance(err, (MemoryError, torch.cuda.OutOfMemoryError))
+            or "DefaultCPUAllocator: can't allocate memory" in str(err))
 
 
 def _one_line(err: BaseException) -> str:

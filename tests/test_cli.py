@@ -374,18 +374,23 @@ def test_plot_names_the_dataset_index_of_a_refused_image(tmp_path, capsys):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="limits the address space with RLIMIT_AS")
-def test_a_size_too_large_for_memory_is_a_one_line_error(tmp_path):
+@pytest.mark.parametrize("size, failing", [
+    (65535, "PIL's resize (MemoryError)"),  # one RGB image of 12.9 GB
+    (20000, "torch's CPU allocator (RuntimeError)"),  # 1.2 GB resized, 4.8 GB as float32 currents
+])
+def test_a_size_too_large_for_memory_is_a_one_line_error(size, failing, tmp_path):
     import resource
 
     folder = _image_folder(tmp_path / "pics", "RGB", size=(8, 8), per_class=1)
-    limit = 8 * 2**30  # less than the 12.9 GB of one 65,535 x 65,535 RGB image
+    limit = 8 * 2**30
     run = subprocess.run(
         [sys.executable, "-m", "spike_encode", "plot", "--dataset", "ImageFolder", "--data-root", str(folder),
-         "--size", "65535", "65535", "--images", "0", "--out", str(tmp_path / "r.png")],
+         "--size", str(size), str(size), "--images", "0", "--out", str(tmp_path / "r.png")],
         capture_output=True, text=True, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
         env=_python_env())
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
-    assert run.stderr.startswith("spike-encode: error: out of memory with --size 65535 65535"), run.stderr
+    assert run.stderr.startswith(f"spike-encode: error: out of memory with --size {size} {size}"), run.stderr
+    assert ("DefaultCPUAllocator" in run.stderr) == failing.startswith("torch"), f"expected to fail in {failing}"
     assert not (tmp_path / "r.png").exists()
 
 
