@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import DEFAULT_DATA, DEFAULT_GOLDEN, OtherLoad, check_data_root, machine, positive, save
+from common import (DEFAULT_DATA, DEFAULT_GOLDEN, OtherLoad, check_data_root, check_device, check_golden, machine,
+                    positive, save)
 from seed_loop import golden_difference, spike_keys
 from spike_encode import LatencyEncode
 from spike_encode.datasets import load_mnist
@@ -106,6 +107,8 @@ def main() -> None:
     parser.add_argument("--out", help="JSON path (default benchmarks/results/encode-<device>[-quick].json)")
     args = parser.parse_args()
     check_data_root(parser, args.data_root)
+    check_device(parser, args.device)
+    check_golden(parser, args.golden, default_may_be_missing=True)
     args.repeats = args.repeats or (3 if args.quick else 9)
     args.dense_images = min(args.images, args.dense_images or (1000 if args.quick else 3000))
     args.baseline_images = min(args.images, args.baseline_images or (500 if args.quick else 2000))

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from common import DEFAULT_DATA, DEFAULT_GOLDEN, check_data_root, machine, positive, save
+from common import DEFAULT_DATA, DEFAULT_GOLDEN, check_data_root, check_device, check_golden, machine, positive, save
 from seed_loop import run_seed_loop
 from spike_encode import LatencyEncode
 from spike_encode.formats import sparse_to_events
@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 images, 50 for the seed loop")
     args = parser.parse_args()
     check_data_root(parser, args.data_root)
+    check_device(parser, args.device, backend="genn")
+    check_golden(parser, args.golden)
     if args.quick:
         args.images, args.seed_images = 1000, 50
     on_cuda = args.device.startswith("cuda")

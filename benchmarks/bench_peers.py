@@ -474,11 +474,10 @@ def main() -> None:
         print(json.dumps(run_worker(args.worker[0], json.loads(args.worker[1]))))
         return
 
-    from common import check_data_root
+    from common import check_data_root, check_golden
 
     check_data_root(parser, args.data_root)  # before any row runs, and before results are replaced
-    if not Path(args.golden).is_file():
-        parser.error(f"--golden {args.golden}: no such file")
+    check_golden(parser, args.golden)
     quick = args.quick
     args.images = args.images or (500 if quick else 10000)
     args.slow_images = args.slow_images or (100 if quick else 2000)

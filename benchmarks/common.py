@@ -1,4 +1,6 @@
-"""Helpers shared by the benchmark scripts: MNIST loading, timing, machine description."""
+"""Helpers shared by the benchmark scripts: MNIST loading, timing, machine description.
+
+Importable without PyTorch (``seed_loop.py`` runs in PyGeNN's own interpreter)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -50,6 +51,37 @@ def check_data_root(parser: argparse.ArgumentParser, root: str) -> None:
         load_mnist(root, train=False)
     except (OSError, RuntimeError, ValueError) as err:
         parser.error(f"--data-root {root}: {' '.join(str(err).split())}")
+
+
+def check_device(parser: argparse.ArgumentParser, device: str, backend: str = "torch",
+                 option: str = "--device") -> None:
+    """The parser's error (one line, exit 2) unless spike_encode can encode with ``backend``
+    on ``device`` here (a CUDA device needs a GPU; ``genn`` needs PyGeNN)."""
+    from spike_encode import BackendUnavailableError, LatencyEncode
+
+    try:
+        LatencyEncode(backend=backend, device=device)
+    except (BackendUnavailableError, ValueError) as err:
+        parser.error(f"{option} {device}: {' '.join(str(err).split())}")
+
+
+GOLDEN_FIELDS = ("sample", "step", "neuron", "num_steps", "num_samples", "first_image")
+
+
+def check_golden(parser: argparse.ArgumentParser, path: str, *, default_may_be_missing: bool = False) -> bool:
+    """The parser's error (one line, exit 2) unless ``path`` is a golden spike file (an
+    ``.npz`` with :data:`GOLDEN_FIELDS`); with ``default_may_be_missing``, the default file
+    may be absent (a machine without ``../shared``): then ``False``."""
+    if default_may_be_missing and Path(path) == DEFAULT_GOLDEN and not DEFAULT_GOLDEN.exists():
+        return False
+    try:
+        with numpy.load(path) as z:
+            missing = [name for name in GOLDEN_FIELDS if name not in z.files]
+    except Exception as err:  # noqa: BLE001 - whatever np.load makes of a damaged file
+        parser.error(f"--golden {path}: not a golden spike file ({' '.join(str(err).split()) or type(err).__name__})")
+    if missing:
+        parser.error(f"--golden {path}: not a golden spike file (no {', '.join(missing)})")
+    return True
 
 
 def median_rate(fn: Callable[[], object], items: int, repeats: int) -> tuple[float, list[float]]:
@@ -95,6 +127,8 @@ class OtherLoad:
 
 def machine() -> dict[str, object]:
     """Where and with what a benchmark ran."""
+    import torch
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

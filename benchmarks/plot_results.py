@@ -222,6 +222,24 @@ def plot_encode(payload: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+PLOTTED = ("benchmarks/bench_peers.py", "benchmarks/bench_encode.py")
+
+
+def read_result(parser: argparse.ArgumentParser, path: Path) -> dict:
+    """The results in ``path``, or the parser's one-line error where it cannot be read or
+    is not a result of one of the :data:`PLOTTED` scripts."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        parser.error(f"{path}: {' '.join(str(err).split())}")
+    script = payload.get("script") if isinstance(payload, dict) else None
+    rows = payload.get("rows") if isinstance(payload, dict) else None
+    if not (script == PLOTTED[0] and isinstance(rows, list)
+            or script == PLOTTED[1] and isinstance(rows, dict) and "step_loop" in rows):
+        parser.error(f"{path}: not the results of {' or '.join(PLOTTED)} (its script: {script})")
+    return payload
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="*", type=Path)
@@ -232,8 +250,8 @@ def main() -> None:
                                  for p in (HERE / "results").glob(pattern) if "quick" not in p.name)
     if not files:
         parser.error("no results: run benchmarks/bench_peers.py or bench_encode.py first, or name JSON files")
-    for f in files:
-        payload = json.loads(f.read_text())
+    payloads = [read_result(parser, f) for f in files]  # every file checked before any plot is written
+    for f, payload in zip(files, payloads):
         out_dir = args.out_dir or f.parent
         out_dir.mkdir(parents=True, exist_ok=True)
         if payload.get("script") == "benchmarks/bench_encode.py":

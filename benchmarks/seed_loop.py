@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib
 import json
-import os
 import resource
 import statistics
 import sys
@@ -31,9 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = os.environ.get("SPIKE_ENCODE_DATA", str(REPO.parent / "shared" / "data"))
-DEFAULT_GOLDEN = REPO.parent / "shared" / "golden" / "tutorial-test-0-10000.npz"
+from common import DEFAULT_DATA, DEFAULT_GOLDEN, check_golden, positive
 
 # The tutorial's parameters
 DT = 0.1
@@ -229,11 +227,20 @@ def run_seed_loop(data_root: str, images: int, repeats: int, golden: str | Path 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=DEFAULT_DATA)
-    parser.add_argument("--images", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=positive, default=1000)
+    parser.add_argument("--repeats", type=positive, default=3)
     parser.add_argument("--golden", default=str(DEFAULT_GOLDEN))
     parser.add_argument("--backend", default=None, help="PyGeNN backend (default: cuda if built, else single_threaded_cpu)")
     args = parser.parse_args()
+    try:
+        load_mnist_idx(args.data_root, args.images)
+    except (OSError, ValueError) as err:
+        parser.error(f"--data-root {args.data_root}: {err}")
+    check_golden(parser, args.golden, default_may_be_missing=True)
+    try:  # before any model is built
+        importlib.import_module("pygenn")
+    except ImportError as err:
+        parser.error(f"PyGeNN cannot be imported in {sys.executable} ({err}); install it from GeNN's release")
     print(json.dumps(run_seed_loop(args.data_root, args.images, args.repeats, args.golden, args.backend)))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from .conftest import GOLDEN
 
@@ -239,7 +240,7 @@ def test_venv_script_says_its_usage_and_refuses_unknown_extras():
 
 
 @pytest.mark.parametrize("script", ["bench_encode.py", "bench_genn.py", "bench_loader.py", "bench_spike_file.py",
-                                    "input_statistics.py"])
+                                    "input_statistics.py", "seed_loop.py"])
 def test_every_benchmark_without_mnist_fails_in_one_line(tmp_path, script):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
@@ -257,3 +258,55 @@ def test_every_benchmark_without_mnist_fails_in_one_line(tmp_path, script):
 def test_benchmark_counts_out_of_range_fail_in_one_line(script, args, message):
     run = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and run.stderr.strip().splitlines()[-1] == f"{script}: error: {message}"
+
+
+def _fails_in_one_line(args: list[str], start: str, **options) -> None:
+    run = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, **options)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith(start), run.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
+@pytest.mark.parametrize("script", ["bench_encode.py", "bench_genn.py"])
+def test_a_benchmark_asked_for_a_missing_gpu_fails_in_one_line(script):
+    _fails_in_one_line([str(BENCH / script), "--device", "cuda"],
+                       f"{script}: error: --device cuda: device='cuda' was asked for, but PyTorch sees no CUDA GPU")
+
+
+@pytest.mark.parametrize("script", ["bench_encode.py", "bench_genn.py", "bench_peers.py", "seed_loop.py"])
+@pytest.mark.parametrize("golden", ["missing", "not an npz", "other fields"])
+def test_a_benchmark_given_no_golden_file_fails_in_one_line(script, golden, tmp_path):
+    path = tmp_path / "golden.npz"
+    if golden == "not an npz":
+        path.write_text("{}")
+    elif golden == "other fields":
+        np.savez(path, sample=np.zeros(1))
+    _fails_in_one_line([str(BENCH / script), "--golden", str(path)],
+                       f"{script}: error: --golden {path}: not a golden spike file (")
+
+
+def test_the_seed_loop_without_pygenn_fails_in_one_line(tmp_path):
+    (tmp_path / "pygenn").mkdir()
+    (tmp_path / "pygenn" / "__init__.py").write_text("raise ImportError('no PyGeNN in this interpreter')\n")
+    _fails_in_one_line([str(BENCH / "seed_loop.py")], "seed_loop.py: error: PyGeNN cannot be imported in ",
+                       env={**os.environ, "PYTHONPATH": str(tmp_path)})
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "No such file or directory"),
+    ("{", "Expecting property name"),
+    (json.dumps({"script": "benchmarks/bench_loader.py", "rows": []}),
+     "not the results of benchmarks/bench_peers.py or benchmarks/bench_encode.py (its script: benchmarks/bench_loader.py)"),
+    (json.dumps({"script": "benchmarks/bench_encode.py", "rows": []}), "not the results of"),
+    (json.dumps([1, 2]), "not the results of"),
+])
+def test_plotting_a_file_that_is_no_result_fails_in_one_line_and_plots_nothing(content, message, tmp_path):
+    path = tmp_path / "result.json"
+    if content is not None:
+        path.write_text(content)
+    good = tmp_path / "encode.json"
+    good.write_text(json.dumps({"script": "benchmarks/bench_encode.py", "rows": {"step_loop": {}}}))
+    _fails_in_one_line([str(BENCH / "plot_results.py"), str(good), str(path)], f"plot_results.py: error: {path}: ")
+    run = subprocess.run([sys.executable, str(BENCH / "plot_results.py"), str(path)], capture_output=True, text=True)
+    assert message in run.stderr.strip().splitlines()[-1]
+    assert not list(tmp_path.glob("*.png")), "a plot was written before the bad file was found"
