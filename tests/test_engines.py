@@ -245,20 +245,37 @@ def test_threads_encoding_at_once_each_get_their_own_spikes(torch_threads, cpu_p
         assert all(users.map(encode, range(9)))
 
 
-def test_chunks_cover_the_batch_one_per_thread_plus_a_tail_and_small_batches_stay_whole():
+def test_chunks_halve_down_to_a_smallest_range_and_small_batches_stay_whole():
     from spike_encode.engines.parallel import sample_chunks
 
-    # one range per thread, and the last 1/16 in a range per thread for whichever is done first
-    assert sample_chunks(1000, 784, 1 << 14, threads=2) == [(0, 469), (469, 938), (938, 969), (969, 1000)]
-    # a tail of 16 MNIST images (12,544 neurons) stays one range: two would cost more than they balance
-    assert sample_chunks(256, 784, 1 << 14, threads=2) == [(0, 120), (120, 240), (240, 256)]  # 100,000 neurons
-    # NumPy chunks hold the GIL part of the time: one tail range
-    assert sample_chunks(1000, 784, 1 << 14, threads=2, tail_per_thread=False) == [(0, 469), (469, 938), (938, 1000)]
-    assert sample_chunks(255, 784, 1 << 14, threads=2) == [(0, 255)]
+    # each range 1/threads of what is left, down to 25,000 neurons (31 MNIST images)
+    assert sample_chunks(1000, 784, 1 << 14, threads=2) == [(0, 500), (500, 750), (750, 875), (875, 937),
+                                                            (937, 968), (968, 1000)]
+    assert sample_chunks(256, 784, 1 << 14, threads=2) == [(0, 128), (128, 192), (192, 224), (224, 256)]
+    # NumPy chunks hold the GIL part of the time: one range per thread and one tail range
+    assert sample_chunks(1000, 784, 1 << 14, threads=2, guided=False) == [(0, 469), (469, 938), (938, 1000)]
+    assert sample_chunks(255, 784, 1 << 14, threads=2) == [(0, 255)]  # under 2 x 100,000 neurons
     assert sample_chunks(1000, 784, 1 << 14, threads=1) == [(0, 1000)]
-    many = sample_chunks(1000, 784, 3, threads=2)  # none above 3 samples, the tail included
-    assert many[0] == (0, 2) and many[-1] == (997, 1000) and max(b - a for a, b in many) <= 3
-    assert all(b == c for (_, b), (c, _) in zip(many, many[1:]))
+    for guided in (True, False):
+        many = sample_chunks(1000, 784, 3, threads=2, guided=guided)  # none above 3 samples
+        assert many[0][0] == 0 and many[-1][1] == 1000 and max(b - a for a, b in many) <= 3
+        assert all(b == c for (_, b), (c, _) in zip(many, many[1:]))
+
+
+@pytest.mark.parametrize("threads, slow", [(2, 0.5), (2, 1.0), (4, 0.5)])
+def test_threads_taking_the_chunks_in_turn_end_together_when_one_core_is_slow(threads, slow):
+    """Greedy turns over the chunks (the caller first, as map_on_threads runs them), one
+    thread at ``slow`` times the others' speed: the batch ends within 15% of the best split."""
+    import heapq
+
+    from spike_encode.engines.parallel import sample_chunks
+
+    speeds = [1.0] * (threads - 1) + [slow]  # the caller first; the pool's last thread is slow
+    free = [(0.0, i) for i in range(threads)]  # (time free, thread)
+    for start, stop in sample_chunks(1000, 784, 1 << 14, threads=threads):
+        at, i = heapq.heappop(free)
+        heapq.heappush(free, (at + (stop - start) / speeds[i], i))
+    assert max(t for t, _ in free) <= 1.15 * 1000 / sum(speeds)
 
 
 def test_the_engine_takes_torchs_thread_count_unless_told(monkeypatch, torch_threads):

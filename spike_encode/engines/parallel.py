@@ -24,7 +24,8 @@ MIN_CHUNK_ELEMENTS = 100_000
 quarter of a millisecond of work, many times a thread hand-off."""
 
 TAIL = 1 / 16
-"""Share of a batch split over threads left to whichever thread finishes its range first."""
+"""Share of a batch split over threads for work that holds the GIL part of the time (the
+NumPy path), left to whichever thread finishes its range first."""
 
 _pools: dict[int, ThreadPoolExecutor] = {}  # threads -> pool
 _pools_lock = threading.Lock()
@@ -50,21 +51,31 @@ def _executor(threads: int) -> ThreadPoolExecutor:
 
 
 def sample_chunks(batch_size: int, num_neurons: int, max_samples: int, threads: int, *,
-                  tail_per_thread: bool = True) -> list[tuple[int, int]]:
-    """Split samples ``0..batch_size`` into contiguous ``(start, stop)`` ranges: one per
-    thread as long as each has ``MIN_CHUNK_ELEMENTS`` neurons (fewer for smaller batches),
-    none longer than ``max_samples``; with several threads, the last :data:`TAIL` of the
-    batch for whichever threads are done first (the pool's threads start a little after the
-    caller's), in up to one range per thread (none under ``MIN_CHUNK_ELEMENTS / 8``
-    neurons) so that the threads end close together, or in one range without
-    ``tail_per_thread`` (work that holds the GIL part of the time, where each range more
-    costs more than it balances)."""
+                  guided: bool = True) -> list[tuple[int, int]]:
+    """Split samples ``0..batch_size`` into contiguous ``(start, stop)`` ranges, which the
+    threads take in turn: as many threads as have ``MIN_CHUNK_ELEMENTS`` neurons each (fewer
+    for smaller batches), no range longer than ``max_samples``.
+
+    ``guided`` (work that holds no GIL: the compiled loop): each range is ``1/threads`` of the
+    samples still left, down to ``MIN_CHUNK_ELEMENTS / 4`` neurons (guided self-scheduling).
+    The caller takes the first, half the batch on two threads; a thread that starts late or
+    runs on a core another process holds takes fewer, and the threads end close together
+    (with equal halves, the caller would wait for all of a slow thread's half).
+    Otherwise (the NumPy path, where each range more costs more than it balances): one range
+    per thread, and the last :data:`TAIL` of the batch in one range."""
     threads = max(1, min(threads, batch_size * num_neurons // MIN_CHUNK_ELEMENTS))
-    tail = min(int(batch_size * TAIL), max_samples) if threads > 1 else 0
-    head = batch_size - tail
-    chunks = max(threads, -(-head // max_samples))
-    pieces = max(1, min(threads, tail * num_neurons * 8 // MIN_CHUNK_ELEMENTS)) if tail_per_thread else 1
-    edges = [head * i // chunks for i in range(chunks + 1)] + [head + tail * i // pieces for i in range(1, pieces + 1)]
+    if threads > 1 and guided:
+        smallest = max(1, MIN_CHUNK_ELEMENTS // 4 // num_neurons)
+        edges = [0]
+        while (left := batch_size - edges[-1]) > 0:
+            size = max(smallest, left // threads)
+            size = min(max_samples, left if left - size < smallest else size)
+            edges.append(edges[-1] + size)
+    else:
+        tail = min(int(batch_size * TAIL), max_samples) if threads > 1 else 0
+        head = batch_size - tail
+        chunks = max(threads, -(-head // max_samples))
+        edges = [head * i // chunks for i in range(chunks + 1)] + ([batch_size] if tail else [])
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 

@@ -256,7 +256,7 @@ def _simulate_cpu(currents: InputCurrents, params: EncoderParams, threads: int) 
     batch, neurons = currents.shape
     layout = KeyLayout(params.num_steps, neurons)
     compiled_loop = _compiled_applies(params)
-    chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch, threads, tail_per_thread=compiled_loop)
+    chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch, threads, guided=compiled_loop)
     encode_chunk = _compiled_chunk if compiled_loop else _numpy_chunk
     slots = _output_slots(len(chunks))
     parts = map_on_threads(lambda i: encode_chunk(currents, *chunks[i], params, layout, slots[i]), len(chunks), threads)
