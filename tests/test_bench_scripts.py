@@ -153,6 +153,7 @@ def test_bench_encode_quick_run_and_plot(tmp_path, data_root):
     assert payload["threads_speedup"] == pytest.approx(
         rows["sparse_default_threads"]["images_per_s"] / rows["sparse_1_thread"]["images_per_s"])
     assert payload["same_spikes_one_and_default_threads"] is True
+    assert payload["crossing_tables_made_while_timed"] == {"ieee": 1, "fma": 1}  # the one-off cost was timed
     assert payload["machine"]["cpu"] and payload["machine"]["torch"] and payload["machine"]["cores"]
     if (GOLDEN / "tutorial-test-0-10000.npz").exists():
         assert payload["golden"]["differing"] == 0 and payload["golden"]["golden_spikes"] > 0
