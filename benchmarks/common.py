@@ -55,14 +55,19 @@ def check_data_root(parser: argparse.ArgumentParser, root: str) -> None:
 
 def check_device(parser: argparse.ArgumentParser, device: str, backend: str = "torch",
                  option: str = "--device") -> None:
-    """The parser's error (one line, exit 2) unless spike_encode can encode with ``backend``
-    on ``device`` here (a CUDA device needs a GPU; ``genn`` needs PyGeNN)."""
-    from spike_encode import BackendUnavailableError, LatencyEncode
+    """The parser's error (one line, exit 2) unless spike_encode's ``backend`` can run on
+    ``device`` here (a CUDA device needs a GPU; ``genn`` needs PyGeNN); builds no engine, so
+    no one-off cost is paid before the script times it."""
+    from spike_encode import BackendUnavailableError
+    from spike_encode.devices import resolve_device
+    from spike_encode.engines.registry import ENGINES
 
     try:
-        LatencyEncode(backend=backend, device=device)
+        why = ENGINES[backend].unavailable(resolve_device(device), None)
     except (BackendUnavailableError, ValueError) as err:
-        parser.error(f"{option} {device}: {' '.join(str(err).split())}")
+        why = str(err)
+    if why:
+        parser.error(f"{option} {device}: {' '.join(why.split())}")
 
 
 GOLDEN_FIELDS = ("sample", "step", "neuron", "num_steps", "num_samples", "first_image")

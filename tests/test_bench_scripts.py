@@ -286,11 +286,15 @@ def test_a_benchmark_given_no_golden_file_fails_in_one_line(script, golden, tmp_
                        f"{script}: error: --golden {path}: not a golden spike file (")
 
 
-def test_the_seed_loop_without_pygenn_fails_in_one_line(tmp_path):
-    (tmp_path / "pygenn").mkdir()
+@pytest.mark.parametrize("script, start", [
+    ("seed_loop.py", "seed_loop.py: error: PyGeNN cannot be imported in "),
+    ("bench_genn.py", "bench_genn.py: error: --device cpu: backend='genn' on cpu needs PyGeNN"),
+])
+def test_a_genn_benchmark_without_pygenn_fails_in_one_line(script, start, tmp_path):
+    (tmp_path / "pygenn").mkdir()  # an interpreter where importing PyGeNN fails
     (tmp_path / "pygenn" / "__init__.py").write_text("raise ImportError('no PyGeNN in this interpreter')\n")
-    _fails_in_one_line([str(BENCH / "seed_loop.py")], "seed_loop.py: error: PyGeNN cannot be imported in ",
-                       env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    _fails_in_one_line([str(BENCH / script), "--device", "cpu"] if script == "bench_genn.py" else [str(BENCH / script)],
+                       start, env={**os.environ, "PYTHONPATH": str(tmp_path)})
 
 
 @pytest.mark.parametrize("content, message", [
