@@ -158,7 +158,8 @@ def main() -> None:
     parser.add_argument("--images", type=positive, default=20000, help="the first N MNIST training images")
     parser.add_argument("--batch-size", type=positive, default=256)
     parser.add_argument("--workers", type=non_negative, default=2)
-    parser.add_argument("--pairs", type=positive, default=5, help="timed rounds of one epoch of each loader (plain, encoded, ...)")
+    parser.add_argument("--pairs", type=positive, default=5,
+                        help="timed rounds of one epoch of each loader (plain, encoded, ...)")
     parser.add_argument("--default-threads", action="store_true",
                         help="also one encoded epoch with torch's default intra-op threads")
     parser.add_argument("--quick", action="store_true", help="2,000 images, one pair")

@@ -301,7 +301,8 @@ def test_a_genn_benchmark_without_pygenn_fails_in_one_line(script, start, tmp_pa
     (None, "No such file or directory"),
     ("{", "Expecting property name"),
     (json.dumps({"script": "benchmarks/bench_loader.py", "rows": []}),
-     "not the results of benchmarks/bench_peers.py or benchmarks/bench_encode.py (its script: benchmarks/bench_loader.py)"),
+     "not the results of benchmarks/bench_peers.py or benchmarks/bench_encode.py "
+     "(its script: benchmarks/bench_loader.py)"),
     (json.dumps({"script": "benchmarks/bench_encode.py", "rows": []}), "not the results of"),
     (json.dumps([1, 2]), "not the results of"),
 ])

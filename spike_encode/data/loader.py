@@ -62,9 +62,10 @@ class SpikeLoader(DataLoader):
         batch_size, shuffle, sampler, batch_sampler, num_workers, collate_fn, pin_memory,
         drop_last, prefetch_factor, **kwargs: as for ``torch.utils.data.DataLoader``, except
             that ``prefetch_factor`` defaults to 4 where the encoder runs on the CPU with
-            workers (see above); ``batch_size=None`` (no batching) is refused, since the encoder works on batches. A ``collate_fn`` of
-            your own returns a batch whose field ``image_key`` (default 0, e.g. the images of
-            ``(images, targets)``) holds the ``(B, C, H, W)`` images.
+            workers (see above); ``batch_size=None`` (no batching) is refused, since the
+            encoder works on batches. A ``collate_fn`` of your own returns a batch whose
+            field ``image_key`` (default 0, e.g. the images of ``(images, targets)``) holds
+            the ``(B, C, H, W)`` images.
         image_key: the dict key (or tuple position) of the items' image, when the rule above
             does not find it; with your own ``collate_fn``, the batch's field to encode.
         encode_threads: torch intra-op threads while a batch is encoded: ``"auto"`` (see

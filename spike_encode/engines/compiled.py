@@ -108,7 +108,7 @@ def _uint8_row_currents(row, contrast, scale, histogram, index, current):  # pra
     """The driven neurons of one row of uint8 pixels under the rule: their positions into
     ``index`` and currents (nA) into ``current``; their count, or -1 for an all-zero image."""
     level = _background_level(row, histogram) if contrast else 0
-    if level == 0:  # the common case, compiled with the level a constant (twice as fast)
+    if level == 0:  # the common case, compiled with the level a constant: no subtraction per pixel
         driven, total = _compact_above(row, 0, index, current)
     else:
         driven, total = _compact_above(row, level, index, current)
