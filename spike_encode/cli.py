@@ -395,15 +395,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # https://docs.python.org/3/library/signal.html#note-on-sigpipe
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (MemoryError, RuntimeError) as err:  # e.g. images resized by a --size too large
-        if not _out_of_memory(err):
+    except Exception as err:
+        if _out_of_memory(err):  # e.g. images resized by a --size too large
+            size = getattr(args, "size", None)
+            asked = f" with --size {size[0]} {size[1]}" if size else ""
+            print(f"{PROG}: error: out of memory{asked} ({_one_line(err).rstrip(':') or 'MemoryError'}); "
+                  "ask for fewer or smaller images", file=sys.stderr)
+            return 2
+        if not isinstance(err, _USER_ERRORS):
             raise
-        size = getattr(args, "size", None)
-        asked = f" with --size {size[0]} {size[1]}" if size else ""
-        print(f"{PROG}: error: out of memory{asked} ({_one_line(err).rstrip(':') or 'MemoryError'}); "
-              "ask for fewer or smaller images", file=sys.stderr)
-        return 2
-    except _USER_ERRORS as err:
         print(f"{PROG}: error: {_one_line(err) or type(err).__name__}", file=sys.stderr)
         return 2
     return 0
