@@ -36,13 +36,11 @@ an encoder (making its crossing table) for each arithmetic.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -265,9 +263,7 @@ def main() -> None:
           f"dense float32 (T, N) raster: {result['dense_float32_bytes_per_image'] / 1024:.0f} KiB/image")
     print("constructing an encoder (its crossing table): "
           + ", ".join(f"{seconds:.2f} s with arithmetic={name!r}" for name, seconds in table_s.items()))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print("saved", args.out or save(f"encode-{args.device}" + ("-quick" if args.quick else ""), result))
+    print("saved", save(f"encode-{args.device}" + ("-quick" if args.quick else ""), result, args.out))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--seed-images", type=int, default=500, help="images for the one-at-a-time loop")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--quick", action="store_true", help="1,000 images, 50 for the seed loop")
+    parser.add_argument("--out", help="JSON path (default benchmarks/results/genn-<device>[-quick].json)")
     args = parser.parse_args()
     check_data_root(parser, args.data_root)
     check_device(parser, args.device, backend="genn")
@@ -113,7 +114,7 @@ def main() -> None:
           f"{seed['golden'].get('differing')} spikes differ from golden")
     print(f"torch engine ({args.device}): {result['torch_engine']['images_per_s']:,.0f} images/s, "
           f"{result['torch_engine']['neurons_differing_from_golden']} neurons differ from golden")
-    print("saved", save(f"genn-{args.device.split(':')[0]}" + ("-quick" if args.quick else ""), result))
+    print("saved", save(f"genn-{args.device.split(':')[0]}" + ("-quick" if args.quick else ""), result, args.out))
 
 
 if __name__ == "__main__":

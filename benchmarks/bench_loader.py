@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--default-threads", action="store_true",
                         help="also one encoded epoch with torch's default intra-op threads")
     parser.add_argument("--quick", action="store_true", help="2,000 images, one pair")
+    parser.add_argument("--out", help="JSON path (default benchmarks/results/loader-cpu[-quick].json)")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
@@ -277,7 +278,7 @@ def main() -> None:
                   f"peak RSS growth while encoding {m['peak_rss_growth_bytes'] / 2**20:7.1f} MiB")
     if memory["dense"]:
         print(f"  (dense is float32; with dtype=torch.bool: {memory['dense_bool_output_bytes'] / 2**20:.1f} MiB)")
-    print("saved", save("loader-cpu" + ("-quick" if args.quick else ""), result))
+    print("saved", save("loader-cpu" + ("-quick" if args.quick else ""), result, args.out))
 
 
 if __name__ == "__main__":

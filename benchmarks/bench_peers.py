@@ -488,7 +488,7 @@ def main() -> None:
 
     import torch
 
-    from common import machine
+    from common import machine, save
 
     if args.devices == "auto":
         devices = ["cpu", "cuda"]
@@ -552,9 +552,7 @@ def main() -> None:
         "total_s": time.perf_counter() - total_start,
         "rows": results,
     }
-    out = Path(args.out) if args.out else HERE / "results" / f"peers-{device_tag}{'-quick' if quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    out = save(f"peers-{device_tag}{'-quick' if quick else ''}", payload, args.out)
     print(markdown_table(payload))
     print(f"\nsaved {out} ({payload['total_s']:.0f} s)")
 

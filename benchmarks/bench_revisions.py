@@ -162,10 +162,7 @@ def main() -> None:
     for version, speedup in result["threads_speedup"].items():
         print(f"{args.threads} threads / one thread, {version}: {speedup:.3f}x")
     print(f"base: {args.base} = {base_commit[:12]}")
-    path = Path(args.out) if args.out else None
-    if path:
-        path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"saved {path or save('revisions-cpu', result)}")
+    print(f"saved {save('revisions-cpu', result, args.out)}")
 
 
 def summary(runs: dict[str, dict], threads: int) -> dict[str, object]:

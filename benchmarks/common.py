@@ -153,9 +153,10 @@ def machine() -> dict[str, object]:
     }
 
 
-def save(name: str, payload: dict[str, object]) -> Path:
-    """Write ``payload`` as JSON to ``benchmarks/results/<name>.json``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def save(name: str, payload: dict[str, object], out: str | Path | None = None) -> Path:
+    """Write ``payload`` as JSON to ``out`` (a script's ``--out``), else to
+    ``benchmarks/results/<name>.json``."""
+    path = Path(out) if out else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path

@@ -39,12 +39,11 @@ log="$log_dir/gpu-check-tests.log" step tests 240 env OMP_NUM_THREADS=2 "$py" -m
     -p no:cacheprovider -p no:benchmark -rfEs --tb=short "${options[@]}"
 step bench_encode_cuda 70 "$py" benchmarks/bench_encode.py --device cuda --repeats 5 \
     --out "$log_dir/encode-cuda.json"
-step bench_genn_cuda 120 "$py" benchmarks/bench_genn.py --device cuda &&
-    cp benchmarks/results/genn-cuda.json "$log_dir/"
+step bench_genn_cuda 120 "$py" benchmarks/bench_genn.py --device cuda --out "$log_dir/genn-cuda.json"
 step bench_encode_2_cores 45 taskset -c 0,1 "$py" benchmarks/bench_encode.py --threads 2 \
     --out "$log_dir/encode-cpu-2-cores.json"
-step bench_loader_2_cores 75 taskset -c 0,1 "$py" benchmarks/bench_loader.py --pairs 9 &&
-    cp benchmarks/results/loader-cpu.json "$log_dir/loader-cpu-2-cores.json"
+step bench_loader_2_cores 75 taskset -c 0,1 "$py" benchmarks/bench_loader.py --pairs 9 \
+    --out "$log_dir/loader-cpu-2-cores.json"
 step bench_peers_cuda 90 "$py" benchmarks/bench_peers.py --devices cuda --peer-device cuda --quick \
     --only spike_encode:torch:cuda,step_loop,spike_encode:genn,seed_loop --out "$log_dir/peers-cuda.json"
 tail -n 3 "$log"

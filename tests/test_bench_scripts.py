@@ -230,6 +230,23 @@ def test_gpu_check_reports_every_step_and_copies_no_stale_results(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu-check-tests.log", "gpu-check.log"]
 
 
+def test_gpu_check_writes_every_benchmark_result_into_its_log_dir(tmp_path):
+    # an interpreter that records what it was asked to run: each benchmark gets an --out in
+    # LOG_DIR, so the check never overwrites the checkout's benchmarks/results
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexit 1\n')
+    fake.chmod(0o755)
+    logs = tmp_path / "logs"
+    subprocess.run(["bash", str(BENCH / "gpu_check.sh"), str(logs)], capture_output=True, text=True,
+                   env={**os.environ, "PYTHON": str(fake)}, timeout=120)
+    benchmarks = [line.split() for line in calls.read_text().splitlines() if line.startswith("benchmarks/")]
+    assert len(benchmarks) == 5, calls.read_text()
+    for args in benchmarks:
+        assert "--out" in args and args[args.index("--out") + 1].startswith(f"{logs}/"), args
+
+
+
 def test_venv_script_says_its_usage_and_refuses_unknown_extras():
     script = BENCH.parent / "scripts" / "venv.sh"
     usage = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=60)
