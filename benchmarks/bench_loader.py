@@ -18,7 +18,7 @@ bool and dense float32 spikes and the peak memory of encoding it (each in a fres
 and writing the images' ``SpikeDataset`` file, reading it back, and one epoch from it.
 
     python benchmarks/bench_loader.py [--data-root DIR] [--images 20000] [--batch-size 256]
-                                      [--workers 2] [--pairs 5] [--default-threads] [--quick]
+                                      [--workers 2] [--pairs 5] [--default-threads] [--quick] [--out PATH]
 """
 
 from __future__ import annotations
