@@ -228,7 +228,7 @@ def test_kept_output_arrays_stay_small(monkeypatch, torch_threads):
 
 
 def test_threads_encoding_at_once_each_get_their_own_spikes(torch_threads, cpu_path):
-    """Several of the user's threads share the engine's pool: each batch's spikes stay its own."""
+    """Several of the user's threads share the engine's helper threads: each batch's spikes stay its own."""
     from concurrent.futures import ThreadPoolExecutor
 
     torch_threads(2)
@@ -270,7 +270,7 @@ def test_threads_taking_the_chunks_in_turn_end_together_when_one_core_is_slow(th
 
     from spike_encode.engines.parallel import sample_chunks
 
-    speeds = [1.0] * (threads - 1) + [slow]  # the caller first; the pool's last thread is slow
+    speeds = [1.0] * (threads - 1) + [slow]  # the caller first; the last helper is slow
     free = [(0.0, i) for i in range(threads)]  # (time free, thread)
     for start, stop in sample_chunks(1000, 784, 1 << 14, threads=threads):
         at, i = heapq.heappop(free)
@@ -297,7 +297,7 @@ def test_the_engine_takes_torchs_thread_count_unless_told(monkeypatch, torch_thr
             simulate_exact(currents, EncoderParams(), threads=bad)
 
 
-def test_chunks_run_on_the_pool_only_with_more_than_one_thread():
+def test_chunks_run_on_helper_threads_only_with_more_than_one_thread():
     import threading
     import time
 
@@ -319,21 +319,53 @@ def test_chunks_run_on_the_pool_only_with_more_than_one_thread():
             assert here in names and any(n.startswith("spike_encode") for n in names)
 
 
-def test_a_held_up_pool_thread_does_not_hold_up_the_batch():
+def test_a_batch_runs_on_this_thread_while_another_callers_batch_holds_the_helpers():
     import threading
 
-    from spike_encode.engines.parallel import _executor, map_on_threads
+    from spike_encode.engines.parallel import map_on_threads
 
-    release = threading.Event()
-    blocker = _executor(1).submit(release.wait, 10)  # the pool's only thread is busy elsewhere
+    release, started = threading.Event(), threading.Event()
+
+    def blocking(i):
+        started.set()
+        release.wait(10)
+        return i
+
+    # another caller's batch keeps both its threads (its own and the helper) waiting
+    other = threading.Thread(target=map_on_threads, args=(blocking, 2, 2))
+    other.start()
     try:
+        assert started.wait(10)
         names = []
         out = map_on_threads(lambda i: names.append(threading.current_thread().name) or i, 6, 2)
-        assert not blocker.done(), "the batch waited for the held-up thread"
+        assert other.is_alive(), "the batch waited for the other caller's batch"
         assert out == [0, 1, 2, 3, 4, 5] and set(names) == {threading.current_thread().name}  # this thread did it all
     finally:
         release.set()
-        blocker.result(timeout=10)
+        other.join(10)
+
+
+def test_callers_on_several_threads_at_once_each_get_their_own_results():
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from spike_encode.engines.parallel import map_on_threads
+
+    def batch(caller):
+        def work(i):
+            time.sleep(0.001)
+            return (caller, i, threading.current_thread().name)
+        return map_on_threads(work, 8, 3)
+
+    with ThreadPoolExecutor(4) as users:
+        results = list(users.map(batch, range(12)))
+    for caller, out in enumerate(results):
+        assert [(c, i) for c, i, _ in out] == [(caller, i) for i in range(8)]
+    assert any(name == "spike_encode" for out in results for _, _, name in out)  # helpers took part
+    from spike_encode.engines import parallel
+
+    assert parallel._made <= 2, "more helpers than threads - 1 were made"
 
 
 def _encode_in_child(queue) -> None:
@@ -349,7 +381,7 @@ def test_a_forked_child_encodes_on_threads_of_its_own(torch_threads):
     import multiprocessing
 
     torch_threads(2)
-    simulate_exact(torch.rand(400, 784), EncoderParams())  # the parent's pool exists before the fork
+    simulate_exact(torch.rand(400, 784), EncoderParams())  # the parent's helpers exist before the fork
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_encode_in_child, args=(queue,))
@@ -357,11 +389,11 @@ def test_a_forked_child_encodes_on_threads_of_its_own(torch_threads):
     child.join(timeout=60)
     if child.is_alive():
         child.kill()
-        pytest.fail("the forked child hangs: it waits on its parent's pool threads")
+        pytest.fail("the forked child hangs: it waits on its parent's helper threads")
     assert child.exitcode == 0 and queue.get(timeout=5) > 0
 
 
-@pytest.mark.parametrize("where", ["this thread", "pool thread"])
+@pytest.mark.parametrize("where", ["this thread", "helper thread"])
 def test_an_error_in_a_chunk_reaches_the_caller(where):
     from spike_encode.engines.parallel import map_on_threads
 

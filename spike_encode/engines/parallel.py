@@ -9,11 +9,11 @@ thread.
 
 from __future__ import annotations
 
+import _thread
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 __all__ = ["MIN_CHUNK_ELEMENTS", "TAIL", "map_on_threads", "sample_chunks"]
 
@@ -27,27 +27,58 @@ TAIL = 1 / 16
 """Share of a batch split over threads for work that holds the GIL part of the time (the
 NumPy path), left to whichever thread finishes its range first."""
 
-_pools: dict[int, ThreadPoolExecutor] = {}  # threads -> pool
-_pools_lock = threading.Lock()
+
+class _Helper:
+    """A thread kept for later batches that runs one batch's items at a time, woken by
+    releasing one bare lock (an executor's ``submit`` also makes a future and queues it,
+    and its caller waits on an event: microseconds of the batch's critical path)."""
+
+    def __init__(self) -> None:
+        self._go = _thread.allocate_lock()
+        self._go.acquire()
+        self._items: _Items | None = None
+        threading.Thread(target=self._serve, name="spike_encode", daemon=True).start()
+
+    def start(self, items: "_Items") -> None:
+        """Take items from ``items`` until none is left, then become idle again."""
+        self._items = items
+        self._go.release()
+
+    def _serve(self) -> None:
+        while True:
+            self._go.acquire()
+            items, self._items = self._items, None
+            items.take_all()
+            with _helpers_lock:
+                _idle.append(self)
 
 
-def _forget_pools() -> None:
-    """In a forked child (a DataLoader worker): the parent's pool threads do not exist here."""
-    global _pools_lock
-    _pools_lock = threading.Lock()
-    _pools.clear()
+_helpers_lock = threading.Lock()
+_idle: list[_Helper] = []  # helpers between batches
+_made = 0  # helpers made in this process
+
+
+def _forget_helpers() -> None:
+    """In a forked child (a DataLoader worker): the parent's helper threads do not exist here."""
+    global _helpers_lock, _made
+    _helpers_lock = threading.Lock()
+    _idle.clear()
+    _made = 0
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_forget_pools)
+    os.register_at_fork(after_in_child=_forget_helpers)
 
 
-def _executor(threads: int) -> ThreadPoolExecutor:
-    """A pool of ``threads`` threads, kept for later calls."""
-    with _pools_lock:
-        if threads not in _pools:
-            _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="spike_encode")
-        return _pools[threads]
+def _take_helpers(wanted: int) -> list[_Helper]:
+    """Up to ``wanted`` idle helpers, made where fewer than ``wanted`` exist; fewer where other
+    callers' batches hold the rest (their threads are busy: more would only share the cores)."""
+    global _made
+    with _helpers_lock:
+        taken = [_idle.pop() for _ in range(min(wanted, len(_idle)))]
+        new = max(0, min(wanted - len(taken), wanted - _made))
+        _made += new
+    return taken + [_Helper() for _ in range(new)]
 
 
 def sample_chunks(batch_size: int, num_neurons: int, max_samples: int, threads: int, *,
@@ -81,38 +112,41 @@ def sample_chunks(batch_size: int, num_neurons: int, max_samples: int, threads: 
 
 def map_on_threads(work: Callable[[int], R], count: int, threads: int) -> list[R]:
     """``[work(i) for i in range(count)]`` on up to ``threads`` threads, this one included,
-    each taking the next item until none is left (one hand-off to the pool per call).
+    each taking the next item until none is left.
 
-    Every item runs, and the caller gets the error of the lowest item that failed, whatever
-    the threads.
+    The other threads are helpers kept between calls, each woken by one lock; where other
+    callers hold them, this thread does more of the items itself. It waits for the items,
+    not for the helpers: one slow to wake finds nothing left. Every item runs, and the
+    caller gets the error of the lowest item that failed, whatever the threads.
     """
     threads = min(threads, count)
-    if threads <= 1:  # in order: the first error is the lowest item's
+    helpers = _take_helpers(threads - 1) if threads > 1 else []
+    if not helpers:  # in order: the first error is the lowest item's
         return [work(i) for i in range(count)]
     items = _Items(work, count)
-    pool = _executor(threads - 1)
-    for _ in range(threads - 1):
-        pool.submit(items.take_all)
+    for helper in helpers:
+        helper.start(items)
     items.take_all()
-    items.all_done.wait()  # the items, not the pool: a thread held up elsewhere is not waited for
+    items.all_done.acquire()  # released by whichever thread finished the last item
     if items.errors:
         raise items.errors[min(items.errors)]
     return items.results
 
 
-class _Items:
+class _Items(Generic[R]):
     """The shared state of :func:`map_on_threads`: the next item, the items done, the
-    results and the errors by item."""
+    results and the errors by item; ``all_done`` is held until the last item is done."""
 
     def __init__(self, work: Callable[[int], R], count: int):
         self.work = work
         self.count = count
         self.results: list[R] = [None] * count  # type: ignore[list-item]
         self.errors: dict[int, BaseException] = {}
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()
         self.next = 0
         self.done = 0
-        self.all_done = threading.Event()
+        self.all_done = _thread.allocate_lock()
+        self.all_done.acquire()
 
     def _take(self) -> int | None:
         with self.lock:
@@ -132,4 +166,4 @@ class _Items:
             with self.lock:
                 self.done += 1
                 if self.done == self.count:
-                    self.all_done.set()
+                    self.all_done.release()
