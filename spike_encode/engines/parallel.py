@@ -9,7 +9,6 @@ thread.
 
 from __future__ import annotations
 
-import _thread
 import os
 import threading
 from collections.abc import Callable
@@ -34,7 +33,7 @@ class _Helper:
     and its caller waits on an event: microseconds of the batch's critical path)."""
 
     def __init__(self) -> None:
-        self._go = _thread.allocate_lock()
+        self._go = threading.Lock()
         self._go.acquire()
         self._items: _Items | None = None
         threading.Thread(target=self._serve, name="spike_encode", daemon=True).start()
@@ -142,10 +141,10 @@ class _Items(Generic[R]):
         self.count = count
         self.results: list[R] = [None] * count  # type: ignore[list-item]
         self.errors: dict[int, BaseException] = {}
-        self.lock = _thread.allocate_lock()
+        self.lock = threading.Lock()
         self.next = 0
         self.done = 0
-        self.all_done = _thread.allocate_lock()
+        self.all_done = threading.Lock()
         self.all_done.acquire()
 
     def _take(self) -> int | None:
