@@ -258,7 +258,7 @@ def test_venv_script_says_its_usage_and_refuses_unknown_extras():
 
 
 @pytest.mark.parametrize("script", ["bench_encode.py", "bench_genn.py", "bench_loader.py", "bench_spike_file.py",
-                                    "input_statistics.py", "seed_loop.py"])
+                                    "bench_threads.py", "input_statistics.py", "seed_loop.py"])
 def test_every_benchmark_without_mnist_fails_in_one_line(tmp_path, script):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
@@ -333,3 +333,33 @@ def test_plotting_a_file_that_is_no_result_fails_in_one_line_and_plots_nothing(c
     run = subprocess.run([sys.executable, str(BENCH / "plot_results.py"), str(path)], capture_output=True, text=True)
     assert message in run.stderr.strip().splitlines()[-1]
     assert not list(tmp_path.glob("*.png")), "a plot was written before the bad file was found"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="times the compiled loop (the fast extra)")
+def test_bench_threads_times_the_loop_and_the_encoder_on_the_same_spikes(tmp_path, data_root):
+    out = tmp_path / "threads.json"
+    cmd = [sys.executable, str(BENCH / "bench_threads.py"), "--data-root", str(data_root), "--images", "300",
+           "--batch-size", "100", "--threads", "3", "--repeats", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    payload = json.loads(out.read_text())
+    rows = payload["rows"]
+    assert list(rows) == ["kernel_1_thread", "kernel_threads_free", "kernel_threads_synced", "encoder_1_thread",
+                          "encoder_threads"]
+    assert [rows[name]["threads"] for name in rows] == [1, 3, 3, 1, 3]
+    assert all(row["images"] == 300 and row["images_per_s"] > 0 for row in rows.values())
+    assert payload["spikes"] == pytest.approx(300 * 127, rel=0.1)  # MNIST: about 127 spikes an image
+    assert payload["kernel_synced_speedup"] == pytest.approx(
+        rows["kernel_threads_synced"]["images_per_s"] / rows["kernel_1_thread"]["images_per_s"])
+    assert payload["serial_share"] == pytest.approx(
+        1 - rows["encoder_1_thread"]["images_per_s"] / rows["kernel_1_thread"]["images_per_s"])
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--threads", "1"], {}, "--threads 1: the multi-threaded rows need at least 2"),
+    ([], {"SPIKE_ENCODE_NO_NUMBA": "1"}, "the compiled loop is not available here"),
+])
+def test_bench_threads_refuses_what_it_cannot_time_in_one_line(args, env, message, data_root):
+    _fails_in_one_line([str(BENCH / "bench_threads.py"), "--data-root", str(data_root), *args],
+                       f"bench_threads.py: error: {message}", env={**os.environ, **env})
