@@ -8,11 +8,11 @@ after a warm-up, the rows interleaved, medians reported):
   on this thread: the engine's work without anything around it (no hand-off, no int64
   indices, no Python per batch);
 - ``kernel_threads_free``: each batch cut into ``--threads`` equal parts, each thread
-  running its part of every batch one after another, started together once per pass: what
-  the machine's cores give the loop;
-- ``kernel_threads_synced``: the same parts, but batch by batch: this thread wakes the
-  others (one lock each, as the engine does), runs its part and waits for theirs: the cost
-  of one hand-off and one join per batch;
+  running its part of every batch one after another, one hand-off per pass: what the
+  machine's cores give the loop;
+- ``kernel_threads_synced``: the same parts, but batch by batch, through the engine's own
+  hand-off (``map_on_threads``: this thread wakes the helpers, runs a part and waits for
+  theirs): the cost of one hand-off and one join per batch;
 - ``encoder_1_thread``, ``encoder_threads``: ``LatencyEncode(backend="torch")`` to sparse
   output with ``torch.set_num_threads(1)`` and ``(--threads)``, each batch let go before the
   next (``bench_encode.py``'s sparse rows).
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import threading
 import time
 from collections.abc import Callable
 
@@ -41,6 +40,7 @@ from spike_encode import LatencyEncode
 from spike_encode.currents import InputCurrents
 from spike_encode.datasets import load_mnist
 from spike_encode.engines import compiled
+from spike_encode.engines.parallel import map_on_threads
 from spike_encode.engines.torch_engine import _kernel_constants, _new_outputs
 
 
@@ -63,28 +63,6 @@ class Part:
             raise SystemExit(f"the compiled loop stopped with status {status}")  # never on MNIST
         self.outputs = (steps, neurons)
         return count
-
-
-class Worker:
-    """A thread kept for a pass that runs one job each time it is woken, as the engine's
-    helpers do: one lock to wake it, one to say it is done."""
-
-    def __init__(self) -> None:
-        self.go, self.done = threading.Lock(), threading.Lock()
-        self.go.acquire()
-        self.done.acquire()
-        self.job: Callable[[], None] | None = None
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            self.go.acquire()
-            self.job()
-            self.done.release()
-
-    def start(self, job: Callable[[], None]) -> None:
-        self.job = job
-        self.go.release()
 
 
 def main() -> None:
@@ -115,7 +93,6 @@ def main() -> None:
     flat = [b.reshape(len(b), -1).numpy() for b in batches]
     whole = Part(flat, arguments)
     parts = [Part([f[len(f) * k // n : len(f) * (k + 1) // n] for f in flat], arguments) for k in range(n)]
-    workers = [Worker() for _ in range(n - 1)]
 
     def every_batch(part: Part) -> None:
         for i in range(len(batches)):
@@ -125,19 +102,11 @@ def main() -> None:
         every_batch(whole)
 
     def kernel_threads_free() -> None:
-        for worker, part in zip(workers, parts[1:]):
-            worker.start(lambda part=part: every_batch(part))
-        every_batch(parts[0])
-        for worker in workers:
-            worker.done.acquire()
+        map_on_threads(lambda k: every_batch(parts[k]), n, n)
 
     def kernel_threads_synced() -> None:
         for i in range(len(batches)):
-            for worker, part in zip(workers, parts[1:]):
-                worker.start(lambda part=part: part.run(i))
-            parts[0].run(i)
-            for worker in workers:
-                worker.done.acquire()
+            map_on_threads(lambda k: parts[k].run(i), n, n)
 
     def encoder_pass() -> None:
         for b in batches:  # as a training loop takes them: each batch let go before the next
