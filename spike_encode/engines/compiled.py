@@ -19,39 +19,15 @@ Set ``SPIKE_ENCODE_NO_NUMBA=1`` to use the NumPy path with numba installed.
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 import numpy as np
 
-try:
-    import numba
-except ImportError:  # the optional "fast" extra
-    numba = None
+from .jit import DISABLE_ENV, available
+from .jit import compiled_or_none as _compile
 
 __all__ = ["DISABLE_ENV", "OK", "EMPTY_IMAGE", "NEEDS_REPLAY", "available", "chunk_spikes", "place_events"]
 
-DISABLE_ENV = "SPIKE_ENCODE_NO_NUMBA"
-"""Environment variable: set to a non-empty value to keep the NumPy path with numba installed."""
-
 OK, EMPTY_IMAGE, NEEDS_REPLAY = 0, 1, 2
 """A chunk's status: done; an all-zero image at the returned row; a neuron needs a replay."""
-
-
-def available() -> bool:
-    """Whether the compiled loop runs here (numba installed and not disabled)."""
-    return numba is not None and not os.environ.get(DISABLE_ENV)
-
-
-def _compile(function: Any) -> Any:
-    """``function`` compiled without the GIL, cached on disk where numba finds a writable
-    cache folder (``None`` without numba)."""
-    if numba is None:
-        return None
-    try:
-        return numba.njit(nogil=True, cache=True)(function)
-    except RuntimeError:  # no writable cache folder: compiled anew in each process
-        return numba.njit(nogil=True)(function)
 
 
 @_compile
