@@ -368,6 +368,64 @@ def test_callers_on_several_threads_at_once_each_get_their_own_results():
     assert parallel._made <= 2, "more helpers than threads - 1 were made"
 
 
+def test_a_caller_waiting_longer_than_its_spin_sleeps_until_the_helper_is_done():
+    import threading
+    import time
+
+    from spike_encode.engines.parallel import compile_waits, map_on_threads
+
+    compile_waits()  # as the encoder does when it is made: not timed below
+    here, helping = threading.current_thread(), threading.Event()
+
+    def work(i):
+        if threading.current_thread() is here:
+            helping.wait(10)  # until a helper has taken the other item
+        else:
+            helping.set()
+            time.sleep(0.1)  # the caller runs out of items long before
+        return i
+
+    used = time.thread_time()
+    assert map_on_threads(work, 2, 2) == [0, 1]
+    assert helping.is_set()
+    assert time.thread_time() - used < 0.03, "the caller kept a core busy while it waited"
+
+
+def test_helpers_spin_between_batches_back_to_back_and_sleep_between_batches_far_apart():
+    import threading
+    import time
+
+    from spike_encode.engines import parallel
+
+    if parallel.SPIN_LOADS == 0:
+        pytest.skip("no compiled atomics here (numba is not installed): helpers never spin")
+    ran_on = set()
+
+    def work(i):
+        time.sleep(0.001)  # long enough for a helper to take an item
+        ran_on.add(threading.current_thread())
+        return i
+
+    def helpers_of_last_batch():
+        time.sleep(0.01)  # a helper reports its items just after it is idle again
+        return [h for h in parallel._idle if h._thread in ran_on]
+
+    parallel.map_on_threads(work, 4, 2)
+    used = time.process_time()
+    for _ in range(5):  # a training step of 30 ms after each batch
+        time.sleep(0.03)
+        ran_on.clear()
+        parallel.map_on_threads(work, 4, 2)
+    assert time.process_time() - used < 0.03, "a helper kept a core busy between batches"
+    helpers = helpers_of_last_batch()
+    assert helpers and all(h._spins == 0 for h in helpers), "a helper still spins after batches 30 ms apart"
+    for _ in range(3):
+        ran_on.clear()
+        parallel.map_on_threads(work, 4, 2)
+    helpers = helpers_of_last_batch()
+    assert helpers and all(h._spins == parallel.SPIN_LOADS for h in helpers), "no spin for batches back to back"
+
+
 def _encode_in_child(queue) -> None:
     torch.set_num_threads(2)
     # NumPy makes the currents: torch's own OpenMP threads may not survive a fork
@@ -434,8 +492,9 @@ def test_without_numba_the_numpy_path_encodes_the_same_spikes(tmp_path):
         "sys.modules['numba'] = None  # as if the 'fast' extra were not installed\n"
         "import torch\n"
         "from spike_encode import latency_encode\n"
-        "from spike_encode.engines import compiled\n"
-        "assert not compiled.available() and compiled.chunk_spikes is None\n"
+        "from spike_encode.engines import atomics, compiled, parallel\n"
+        "assert not compiled.available() and compiled.chunk_spikes is None and not atomics.COMPILED\n"
+        "assert parallel.map_on_threads(lambda i: i * i, 50, 3) == [i * i for i in range(50)]\n"
         "images = torch.load(sys.argv[1])\n"
         "torch.save(latency_encode(images, backend='torch').indices(), sys.argv[2])\n")
     images = digit_like(300, 4)

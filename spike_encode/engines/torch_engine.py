@@ -27,7 +27,7 @@ from ..params import EncoderParams
 from . import compiled
 from .crossing_table import UNKNOWN, CrossingTable, crossing_table, replay_first_crossing
 from .lif import ArrayT, LIFConstants, lif_alpha
-from .parallel import map_on_threads, sample_chunks
+from .parallel import compile_waits, map_on_threads, sample_chunks
 from .stepper import simulate_steps
 
 __all__ = ["simulate_exact", "first_crossings", "prepare"]
@@ -85,9 +85,9 @@ def _undriven_crossing(params: EncoderParams) -> int:
 
 
 def prepare(params: EncoderParams) -> None:
-    """Make ``params``' crossing table (and compile the CPU loop, where numba is here) now,
-    once per parameter set and process, not at the first batch; DataLoader workers forked
-    afterwards inherit them."""
+    """Make ``params``' crossing table (and compile the CPU loop and the threads' waits, where
+    numba is here) now, once per parameter set and process, not at the first batch;
+    DataLoader workers forked afterwards inherit them."""
     if _fast_path_applies(params):
         crossing_table(params)
         if _compiled_applies(params):
@@ -95,6 +95,7 @@ def prepare(params: EncoderParams) -> None:
             compiled.chunk_spikes(np.ones((1, 1), np.uint8), np.empty((0, 1), np.float32), True, np.float32(1),
                                   *_kernel_constants(params), np.empty(1, np.int64), *outputs)
             compiled.place_events(*outputs, np.zeros(1, np.int64), 0, *np.empty((3, 0), np.int64))
+            compile_waits()
 
 
 def _compiled_applies(params: EncoderParams) -> bool:
