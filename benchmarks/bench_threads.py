@@ -4,15 +4,16 @@ several threads, next to the encoder, in one run.
 Rows (MNIST test images in batches of ``--batch-size``, each row timed ``--repeats`` times
 after a warm-up, the rows interleaved, medians reported):
 
-- ``kernel_1_thread``: the compiled loop (``compiled.chunk_spikes``) over each whole batch
+- ``kernel_1_thread``: the compiled loop (``compiled.rows_spikes``) over each whole batch
   on this thread: the engine's work without anything around it (no hand-off, no int64
   indices, no Python per batch);
 - ``kernel_threads_free``: each batch cut into ``--threads`` equal parts, each thread
   running its part of every batch one after another, one hand-off per pass: what the
   machine's cores give the loop;
-- ``kernel_threads_synced``: the same parts, but batch by batch, through the engine's own
-  hand-off (``map_on_threads``: this thread wakes the helpers, runs a part and waits for
-  theirs): the cost of one hand-off and one join per batch;
+- ``kernel_threads_synced``: batch by batch, as the engine runs it: through the engine's
+  own hand-off (``map_on_threads``: this thread starts the helpers, takes blocks of rows
+  from the batch's counter as they do, and waits for theirs): the cost of one hand-off and
+  one join per batch;
 - ``encoder_1_thread``, ``encoder_threads``: ``LatencyEncode(backend="torch")`` to sparse
   output with ``torch.set_num_threads(1)`` and ``(--threads)``, each batch let go before the
   next (``bench_encode.py``'s sparse rows).
@@ -39,9 +40,9 @@ from common import DEFAULT_DATA, OtherLoad, check_data_root, machine, positive, 
 from spike_encode import LatencyEncode
 from spike_encode.currents import InputCurrents
 from spike_encode.datasets import load_mnist
-from spike_encode.engines import compiled
+from spike_encode.engines import atomics, compiled
 from spike_encode.engines.parallel import map_on_threads
-from spike_encode.engines.torch_engine import _kernel_constants, _new_outputs
+from spike_encode.engines.torch_engine import BLOCK_ELEMENTS, _kernel_constants, _new_outputs
 
 
 class Part:
@@ -53,12 +54,17 @@ class Part:
         self.arguments = arguments
         self.outputs = _new_outputs(max(len(p) for p in pixels))
         self.row_spikes = np.empty(max(len(p) for p in pixels), dtype=np.int64)
+        self.taken = np.empty(max(len(p) for p in pixels), dtype=np.int64)
 
-    def run(self, batch: int) -> int:
-        """The loop over this part of batch ``batch``; its spike count."""
-        pixels = self.pixels[batch]
-        steps, neurons, count, status, _ = compiled.chunk_spikes(pixels, *self.arguments,
-                                                                 self.row_spikes[: len(pixels)], *self.outputs)
+    def run(self, batch: int, pixels: np.ndarray | None = None, word: np.ndarray | None = None,
+            block: int = 0) -> int:
+        """The loop over this part of batch ``batch`` (or over ``pixels``, taking blocks of
+        ``block`` rows from the counter ``word`` with other threads); its spike count."""
+        if pixels is None:
+            pixels, word, block = self.pixels[batch], atomics.new_word(), len(self.pixels[batch])
+        steps, neurons, count, _, status, _ = compiled.rows_spikes(pixels, *self.arguments, word, block,
+                                                                   self.row_spikes[: len(pixels)], self.taken,
+                                                                   *self.outputs)
         if status != compiled.OK:
             raise SystemExit(f"the compiled loop stopped with status {status}")  # never on MNIST
         self.outputs = (steps, neurons)
@@ -93,6 +99,7 @@ def main() -> None:
     flat = [b.reshape(len(b), -1).numpy() for b in batches]
     whole = Part(flat, arguments)
     parts = [Part([f[len(f) * k // n : len(f) * (k + 1) // n] for f in flat], arguments) for k in range(n)]
+    synced = [Part(flat, arguments) for _ in range(n)]
 
     def every_batch(part: Part) -> None:
         for i in range(len(batches)):
@@ -104,9 +111,15 @@ def main() -> None:
     def kernel_threads_free() -> None:
         map_on_threads(lambda k: every_batch(parts[k]), n, n)
 
+    block = max(1, BLOCK_ELEMENTS // flat[0].shape[1])
+
+    def synced_batch(i: int) -> int:
+        word = atomics.new_word()  # the batch's next row, shared
+        return sum(map_on_threads(lambda k: synced[k].run(i, flat[i], word, block), n, n))
+
     def kernel_threads_synced() -> None:
         for i in range(len(batches)):
-            map_on_threads(lambda k: parts[k].run(i), n, n)
+            synced_batch(i)
 
     def encoder_pass() -> None:
         for b in batches:  # as a training loop takes them: each batch let go before the next
@@ -122,6 +135,7 @@ def main() -> None:
     # untimed: every row does the encoder's work (the same spikes, counted)
     spikes = {"kernel_1_thread": sum(whole.run(i) for i in range(len(batches))),
               "kernel_threads": sum(part.run(i) for part in parts for i in range(len(batches))),
+              "kernel_synced": sum(synced_batch(i) for i in range(len(batches))),
               "encoder": sum(encoder(b)._nnz() for b in batches)}
     if len(set(spikes.values())) != 1:
         raise SystemExit(f"the rows count different spikes: {spikes}")  # never expected

@@ -130,7 +130,7 @@ def test_over_budget_bands_are_replayed_batch_by_batch(monkeypatch, mnist_test, 
         fast, slow = simulate_exact(currents, params), simulate_steps(currents, params)
         for name in ("sample", "step", "neuron"):
             assert torch.equal(getattr(fast, name), getattr(slow, name)), name
-        # from the pixels, the compiled loop hands its chunks to NumPy's replay
+        # from the pixels, the compiled loop hands the batch to NumPy's replay
         from_pixels = simulate_exact(InputCurrents(mnist_test[0][:32], EncodingSpec(params, input_rule="sum")), params)
         assert torch.equal(from_pixels.indices(), fast.indices())
     finally:

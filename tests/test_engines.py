@@ -137,12 +137,14 @@ def torch_threads():
 
 
 @pytest.mark.parametrize("uint32_samples", [3, 0], ids=["uint32 keys, chunks of 3 samples", "int64 keys"])
-def test_a_batch_split_into_chunks_gives_the_step_loops_spikes(uint32_samples, monkeypatch, torch_threads, cpu_path):
-    from spike_encode.engines import parallel
+def test_a_batch_split_into_chunks_or_blocks_gives_the_step_loops_spikes(uint32_samples, monkeypatch, torch_threads,
+                                                                          cpu_path):
+    from spike_encode.engines import parallel, torch_engine
     from spike_encode.events import KeyLayout
 
     torch_threads(2)
     monkeypatch.setattr(parallel, "MIN_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(torch_engine, "BLOCK_ELEMENTS", 1)  # the compiled loop's threads take a row at a time
     monkeypatch.setattr(KeyLayout, "uint32_samples", property(lambda self: uint32_samples))
     rng = np.random.default_rng(7)
     for seed, params in enumerate((EncoderParams(), random_params(rng), random_params(rng))):
@@ -245,46 +247,77 @@ def test_threads_encoding_at_once_each_get_their_own_spikes(torch_threads, cpu_p
         assert all(users.map(encode, range(9)))
 
 
-def test_chunks_halve_down_to_a_smallest_range_and_small_batches_stay_whole():
-    from spike_encode.engines.parallel import sample_chunks
+def test_numpy_chunks_are_one_per_thread_and_a_tail_and_small_batches_stay_whole():
+    from spike_encode.engines.parallel import sample_chunks, threads_for
 
-    # each range 1/threads of what is left, down to 25,000 neurons (31 MNIST images)
-    assert sample_chunks(1000, 784, 1 << 14, threads=2) == [(0, 500), (500, 750), (750, 875), (875, 937),
-                                                            (937, 968), (968, 1000)]
-    assert sample_chunks(256, 784, 1 << 14, threads=2) == [(0, 128), (128, 192), (192, 224), (224, 256)]
+    assert threads_for(1000, 784, 2) == 2 and threads_for(1000, 784, 16) == 7  # 100,000 neurons a thread
+    assert threads_for(255, 784, 2) == 1 and threads_for(1, 784, 2) == 1
     # NumPy chunks hold the GIL part of the time: one range per thread and one tail range
-    assert sample_chunks(1000, 784, 1 << 14, threads=2, guided=False) == [(0, 469), (469, 938), (938, 1000)]
+    assert sample_chunks(1000, 784, 1 << 14, threads=2) == [(0, 469), (469, 938), (938, 1000)]
     assert sample_chunks(255, 784, 1 << 14, threads=2) == [(0, 255)]  # under 2 x 100,000 neurons
     assert sample_chunks(1000, 784, 1 << 14, threads=1) == [(0, 1000)]
-    for guided in (True, False):
-        many = sample_chunks(1000, 784, 3, threads=2, guided=guided)  # none above 3 samples
-        assert many[0][0] == 0 and many[-1][1] == 1000 and max(b - a for a, b in many) <= 3
-        assert all(b == c for (_, b), (c, _) in zip(many, many[1:]))
+    many = sample_chunks(1000, 784, 3, threads=2)  # none above 3 samples
+    assert many[0][0] == 0 and many[-1][1] == 1000 and max(b - a for a, b in many) <= 3
+    assert all(b == c for (_, b), (c, _) in zip(many, many[1:]))
 
 
-@pytest.mark.parametrize("threads, slow", [(2, 0.5), (2, 1.0), (4, 0.5)])
-def test_threads_taking_the_chunks_in_turn_end_together_when_one_core_is_slow(threads, slow):
-    """Greedy turns over the chunks (the caller first, as map_on_threads runs them), one
-    thread at ``slow`` times the others' speed: the batch ends within 15% of the best split."""
-    import heapq
+def test_threads_taking_blocks_from_one_counter_share_the_rows_and_one_starting_late_takes_fewer():
+    """Two calls of the compiled loop on one counter, the second started once half the rows
+    are taken (a helper slow to wake): every block once, the late one fewer, and their spikes
+    placed together are one call's."""
+    pytest.importorskip("numba", reason="the compiled CPU loop needs numba (pip install 'spike_encode[fast]')")
+    import threading
 
-    from spike_encode.engines.parallel import sample_chunks
+    from spike_encode.engines import atomics, compiled, torch_engine
 
-    speeds = [1.0] * (threads - 1) + [slow]  # the caller first; the last helper is slow
-    free = [(0.0, i) for i in range(threads)]  # (time free, thread)
-    for start, stop in sample_chunks(1000, 784, 1 << 14, threads=threads):
-        at, i = heapq.heappop(free)
-        heapq.heappush(free, (at + (stop - start) / speeds[i], i))
-    assert max(t for t, _ in free) <= 1.15 * 1000 / sum(speeds)
+    params, rows, block = EncoderParams(), 4000, 4
+    given = normalised_currents(digit_like(rows, 9).reshape(rows, -1), params.input_scale).numpy()
+    pixels = np.empty((0, given.shape[1]), np.uint8)
+    constants = torch_engine._kernel_constants(params)
+
+    def run(word, block, row_spikes):
+        taken = np.empty(-(-rows // block), np.int64)
+        steps, neurons, _, blocks, status, _ = compiled.rows_spikes(
+            pixels, given, False, np.float32(1), *constants, word, block, row_spikes, taken, *torch_engine._new_outputs(8))
+        assert status == compiled.OK
+        return steps, neurons, taken[:blocks]
+
+    def placed(parts, block, row_spikes):
+        row_start = np.concatenate([[0], np.cumsum(row_spikes)])
+        fields = np.empty((3, row_start[-1]), np.int64)
+        for steps, neurons, taken in parts:
+            compiled.place_blocks(steps, neurons, taken, block, row_spikes, row_start, *fields)
+        return fields
+
+    whole_spikes = np.empty(rows, np.int64)
+    whole = placed([run(atomics.new_word(), rows, whole_spikes)], rows, whole_spikes)
+    word, row_spikes, parts = atomics.new_word(), np.empty(rows, np.int64), {}
+    first = threading.Thread(target=lambda: parts.update(first=run(word, block, row_spikes)))
+    first.start()
+    while atomics.load(word) < rows // 2 and first.is_alive():
+        pass  # the first call runs without the GIL
+    parts["late"] = run(word, block, row_spikes)
+    first.join()
+    taken = np.sort(np.concatenate([parts["first"][2], parts["late"][2]]))
+    assert np.array_equal(taken, np.arange(0, rows, block)), "a block was taken twice, or never"
+    assert len(parts["late"][2]) < len(parts["first"][2])
+    np.testing.assert_array_equal(row_spikes, whole_spikes)
+    np.testing.assert_array_equal(placed(list(parts.values()), block, row_spikes), whole)
+    assert whole.shape[1] > 100_000
 
 
-def test_the_engine_takes_torchs_thread_count_unless_told(monkeypatch, torch_threads):
-    from spike_encode.engines import parallel
+def test_the_engine_takes_torchs_thread_count_unless_told(monkeypatch, torch_threads, cpu_path):
+    from spike_encode.engines import parallel, torch_engine
 
     asked = []
-    real = parallel.sample_chunks
-    monkeypatch.setattr("spike_encode.engines.torch_engine.sample_chunks",
-                        lambda *args, **kwargs: asked.append(args[-1]) or real(*args, **kwargs))
+    real = parallel.threads_for
+
+    def threads_for(*args):
+        asked.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(parallel, "threads_for", threads_for)  # the NumPy path's chunks
+    monkeypatch.setattr(torch_engine, "threads_for", threads_for)  # the compiled loop's threads
     currents = normalised_currents(digit_like(300, 0).reshape(300, -1), 80.0)
     torch_threads(1)  # as in a DataLoader worker
     simulate_exact(currents, EncoderParams())
@@ -493,7 +526,7 @@ def test_without_numba_the_numpy_path_encodes_the_same_spikes(tmp_path):
         "import torch\n"
         "from spike_encode import latency_encode\n"
         "from spike_encode.engines import atomics, compiled, parallel\n"
-        "assert not compiled.available() and compiled.chunk_spikes is None and not atomics.COMPILED\n"
+        "assert not compiled.available() and compiled.rows_spikes is None and not atomics.COMPILED\n"
         "assert parallel.map_on_threads(lambda i: i * i, 50, 3) == [i * i for i in range(50)]\n"
         "images = torch.load(sys.argv[1])\n"
         "torch.save(latency_encode(images, backend='torch').indices(), sys.argv[2])\n")

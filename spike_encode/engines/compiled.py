@@ -1,10 +1,12 @@
-"""The CPU engine's chunk as one compiled loop that holds no GIL: numba, when installed
+"""The CPU engine's loop over a batch's rows, compiled without the GIL: numba, when installed
 (``pip install "spike_encode[fast]"``).
 
 NumPy's compaction and fancy indexing hold the GIL, so two threads running the NumPy
-chunks of :mod:`.torch_engine` gain little over one. Compiled with ``nogil=True``, a chunk
-runs from the pixels (or currents) to its spikes, in (sample, step, neuron) order, without
-the GIL, and the engine's threads scale with the cores.
+chunks of :mod:`.torch_engine` gain little over one. Compiled with ``nogil=True``, the loop
+runs from the pixels (or currents) to the spikes without the GIL, and the engine's threads
+scale with the cores: each thread makes one call, and the calls take blocks of rows in turn
+from one shared counter (an atomic word, :mod:`.atomics`), so a thread that starts late or
+runs on a busy core takes fewer, and all end within a block of each other.
 
 The loop computes what the NumPy path computes, operation for operation in float32 (each
 operation rounded to float32 before the next; LLVM fuses none without fast-math): the
@@ -21,13 +23,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import atomics
 from .jit import DISABLE_ENV, available
 from .jit import compiled_or_none as _compile
 
-__all__ = ["DISABLE_ENV", "OK", "EMPTY_IMAGE", "NEEDS_REPLAY", "available", "chunk_spikes", "place_events"]
+__all__ = ["DISABLE_ENV", "OK", "EMPTY_IMAGE", "NEEDS_REPLAY", "available", "place_blocks", "rows_spikes"]
 
 OK, EMPTY_IMAGE, NEEDS_REPLAY = 0, 1, 2
-"""A chunk's status: done; an all-zero image at the returned row; a neuron needs a replay."""
+"""A call's status: done; an all-zero image at the returned row; a neuron needs a replay."""
 
 
 @_compile
@@ -216,13 +219,18 @@ def _grown(out_step, out_neuron, pos, need):  # pragma: no cover - compiled
 
 
 @_compile
-def chunk_spikes(pixels, currents, contrast, scale, lif, table, n0, num_steps, period_add, row_spikes,
-                 out_step, out_neuron):  # pragma: no cover - compiled
-    """Every spike of a chunk: of ``(R, N)`` uint8 ``pixels`` under the rule (``contrast``:
-    ``"contrast"``, else ``"sum"``; ``scale``: an image's current, nA), or, where ``pixels``
-    has no rows, of ``(R, N)`` float32 ``currents`` (nA). Returns ``(steps, neurons, spikes,
-    status, row)``: the first ``spikes`` entries in (row, step, neuron) order, each row's
-    count in ``row_spikes``; ``status`` :data:`EMPTY_IMAGE` or :data:`NEEDS_REPLAY` at ``row``.
+def rows_spikes(pixels, currents, contrast, scale, lif, table, n0, num_steps, period_add, next_row, block,
+                row_spikes, taken, out_step, out_neuron):  # pragma: no cover - compiled
+    """The spikes of the blocks of ``block`` rows this call takes from the ``next_row`` word
+    (the first row of the next block; other threads' calls take from it too): of ``(R, N)``
+    uint8 ``pixels`` under the rule (``contrast``: ``"contrast"``, else ``"sum"``;
+    ``scale``: an image's current, nA), or, where ``pixels`` has no rows, of ``(R, N)``
+    float32 ``currents`` (nA).
+
+    Returns ``(steps, neurons, spikes, blocks, status, row)``: the first ``spikes`` entries,
+    block after block in the order taken (each block's first row into ``taken``, ``blocks``
+    of them), each block's in (row, step, neuron) order; each row's count in ``row_spikes``;
+    ``status`` :data:`EMPTY_IMAGE` or :data:`NEEDS_REPLAY` at ``row``, where the call stopped.
     ``steps`` and ``neurons`` are the int32 arrays ``out_step`` and ``out_neuron``, or new,
     larger ones where the spikes did not fit."""
     from_pixels = pixels.shape[0] > 0
@@ -235,36 +243,55 @@ def chunk_spikes(pixels, currents, contrast, scale, lif, table, n0, num_steps, p
     histogram = np.zeros(256, np.int64)
     per_neuron = 1 + (num_steps - 1) // (1 + period_add)
     pos = 0
-    for r in range(count):
-        if from_pixels:
-            driven = _uint8_row_currents(pixels[r], contrast, scale, histogram, index, current)
-            if driven < 0:
-                return out_step, out_neuron, pos, EMPTY_IMAGE, r
-        else:
-            driven = _given_row_currents(currents[r], index, current)
-        if pos + n * per_neuron > len(out_step):
-            out_step, out_neuron = _grown(out_step, out_neuron, pos, n * per_neuron)
-        if not _driven_steps(current, driven, lif, table, driven_step, bits):
-            return out_step, out_neuron, pos, NEEDS_REPLAY, r
-        if once:
-            end = _place_once(index, driven_step, driven, num_steps, work[2], out_step, out_neuron, pos)
-        else:
-            end = _place_repeated(index, driven_step, driven, n, n0, num_steps, period_add, work, out_step,
-                                  out_neuron, pos)
-        row_spikes[r] = end - pos
-        pos = end
-    return out_step, out_neuron, pos, OK, -1
+    blocks = 0
+    while True:
+        first = atomics.fetch_add(next_row, block)
+        if first >= count:
+            return out_step, out_neuron, pos, blocks, OK, -1
+        taken[blocks] = first
+        blocks += 1
+        for r in range(first, min(first + block, count)):
+            if from_pixels:
+                driven = _uint8_row_currents(pixels[r], contrast, scale, histogram, index, current)
+                if driven < 0:
+                    return out_step, out_neuron, pos, blocks, EMPTY_IMAGE, r
+            else:
+                driven = _given_row_currents(currents[r], index, current)
+            if pos + n * per_neuron > len(out_step):
+                out_step, out_neuron = _grown(out_step, out_neuron, pos, n * per_neuron)
+            if not _driven_steps(current, driven, lif, table, driven_step, bits):
+                return out_step, out_neuron, pos, blocks, NEEDS_REPLAY, r
+            if once:
+                end = _place_once(index, driven_step, driven, num_steps, work[2], out_step, out_neuron, pos)
+            else:
+                end = _place_repeated(index, driven_step, driven, n, n0, num_steps, period_add, work, out_step,
+                                      out_neuron, pos)
+            row_spikes[r] = end - pos
+            pos = end
 
 
 @_compile
-def place_events(out_step, out_neuron, row_spikes, first_sample, sample, step, neuron):  # pragma: no cover
-    """A chunk's spikes into its slice of the batch's int64 events: the fields widened in
-    one loop (slice assignment copies through a temporary, two to three times slower), the
-    samples filled a row at a time."""
+def _widen(out_step, out_neuron, step, neuron):  # pragma: no cover - compiled
+    """int32 fields into int64 ones in one loop (slice assignment copies through a
+    temporary, two to three times slower)."""
     for i in range(len(step)):
         step[i] = out_step[i]
         neuron[i] = out_neuron[i]
-    j = 0
-    for r in range(len(row_spikes)):
-        sample[j : j + row_spikes[r]] = first_sample + r
-        j += row_spikes[r]
+
+
+@_compile
+def place_blocks(out_step, out_neuron, taken, block, row_spikes, row_start, sample, step, neuron):  # pragma: no cover
+    """One :func:`rows_spikes` call's spikes (its blocks ``taken``, of ``block`` rows each)
+    into the batch's int64 ``sample``, ``step`` and ``neuron``, row ``r``'s from
+    ``row_start[r]`` on (``row_start``: the running total of ``row_spikes``, from 0)."""
+    count = len(row_spikes)
+    src = 0
+    for first in taken:
+        last = min(first + block, count)
+        dst = row_start[first]
+        spikes = row_start[last] - dst
+        _widen(out_step[src : src + spikes], out_neuron[src : src + spikes], step[dst : dst + spikes],
+               neuron[dst : dst + spikes])
+        for r in range(first, last):
+            sample[row_start[r] : row_start[r + 1]] = r
+        src += spikes

@@ -1,5 +1,6 @@
-"""Spread a CPU batch over a few threads: contiguous chunks of samples encode side by side
-(the compiled loop holds no GIL; NumPy releases it in its array loops).
+"""Spread a CPU batch over a few threads: the compiled loop's threads take blocks of rows
+in turn from one counter (:mod:`.compiled`); the NumPy path's take contiguous chunks of
+samples (NumPy releases the GIL in its array loops).
 
 The engine asks for torch's intra-op thread count (``torch.get_num_threads()``) at each
 call unless told otherwise: ``torch.set_num_threads`` governs the encoder as it governs
@@ -28,7 +29,7 @@ from . import atomics
 from .jit import compiled_or_python
 
 __all__ = ["MIN_CHUNK_ELEMENTS", "SPIN_LOADS", "SPIN_WINDOW_S", "TAIL", "compile_waits", "map_on_threads",
-           "sample_chunks"]
+           "sample_chunks", "threads_for"]
 
 R = TypeVar("R")
 
@@ -168,32 +169,22 @@ def _take_helpers(wanted: int) -> list[_Helper]:
     return taken + [_Helper() for _ in range(new)]
 
 
-def sample_chunks(batch_size: int, num_neurons: int, max_samples: int, threads: int, *,
-                  guided: bool = True) -> list[tuple[int, int]]:
-    """Split samples ``0..batch_size`` into contiguous ``(start, stop)`` ranges, which the
-    threads take in turn: as many threads as have ``MIN_CHUNK_ELEMENTS`` neurons each (fewer
-    for smaller batches), no range longer than ``max_samples``.
+def threads_for(batch_size: int, num_neurons: int, threads: int) -> int:
+    """How many of ``threads`` a batch is worth: each with ``MIN_CHUNK_ELEMENTS`` neurons at
+    least, one at least."""
+    return max(1, min(threads, batch_size * num_neurons // MIN_CHUNK_ELEMENTS))
 
-    ``guided`` (work that holds no GIL: the compiled loop): each range is ``1/threads`` of the
-    samples still left, down to ``MIN_CHUNK_ELEMENTS / 4`` neurons (guided self-scheduling).
-    The caller takes the first, half the batch on two threads; a thread that starts late or
-    runs on a core another process holds takes fewer, and the threads end close together
-    (with equal halves, the caller would wait for all of a slow thread's half).
-    Otherwise (the NumPy path, where each range more costs more than it balances): one range
-    per thread, and the last :data:`TAIL` of the batch in one range."""
-    threads = max(1, min(threads, batch_size * num_neurons // MIN_CHUNK_ELEMENTS))
-    if threads > 1 and guided:
-        smallest = max(1, MIN_CHUNK_ELEMENTS // 4 // num_neurons)
-        edges = [0]
-        while (left := batch_size - edges[-1]) > 0:
-            size = max(smallest, left // threads)
-            size = min(max_samples, left if left - size < smallest else size)
-            edges.append(edges[-1] + size)
-    else:
-        tail = min(int(batch_size * TAIL), max_samples) if threads > 1 else 0
-        head = batch_size - tail
-        chunks = max(threads, -(-head // max_samples))
-        edges = [head * i // chunks for i in range(chunks + 1)] + ([batch_size] if tail else [])
+
+def sample_chunks(batch_size: int, num_neurons: int, max_samples: int, threads: int) -> list[tuple[int, int]]:
+    """Split samples ``0..batch_size`` into contiguous ``(start, stop)`` ranges for the
+    NumPy path's threads, which take them in turn: one range per thread (as many threads as
+    :func:`threads_for` gives), the last :data:`TAIL` of the batch in one range more, and no
+    range longer than ``max_samples``."""
+    threads = threads_for(batch_size, num_neurons, threads)
+    tail = min(int(batch_size * TAIL), max_samples) if threads > 1 else 0
+    head = batch_size - tail
+    chunks = max(threads, -(-head // max_samples))
+    edges = [head * i // chunks for i in range(chunks + 1)] + ([batch_size] if tail else [])
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 

@@ -24,10 +24,10 @@ from ..currents import InputCurrents, as_input_currents
 from ..events import KeyLayout, SpikeEvents
 from ..inputs import EMPTY_IMAGE, ImageError
 from ..params import EncoderParams
-from . import compiled
+from . import atomics, compiled
 from .crossing_table import UNKNOWN, CrossingTable, crossing_table, replay_first_crossing
 from .lif import ArrayT, LIFConstants, lif_alpha
-from .parallel import compile_waits, map_on_threads, sample_chunks
+from .parallel import compile_waits, map_on_threads, sample_chunks, threads_for
 from .stepper import simulate_steps
 
 __all__ = ["simulate_exact", "first_crossings", "prepare"]
@@ -92,9 +92,11 @@ def prepare(params: EncoderParams) -> None:
         crossing_table(params)
         if _compiled_applies(params):
             outputs = _new_outputs(1)
-            compiled.chunk_spikes(np.ones((1, 1), np.uint8), np.empty((0, 1), np.float32), True, np.float32(1),
-                                  *_kernel_constants(params), np.empty(1, np.int64), *outputs)
-            compiled.place_events(*outputs, np.zeros(1, np.int64), 0, *np.empty((3, 0), np.int64))
+            compiled.rows_spikes(np.ones((1, 1), np.uint8), np.empty((0, 1), np.float32), True, np.float32(1),
+                                 *_kernel_constants(params), atomics.new_word(), 1, np.empty(1, np.int64),
+                                 np.empty(1, np.int64), *outputs)
+            compiled.place_blocks(*outputs, np.zeros(1, np.int64), 1, np.zeros(1, np.int64), np.zeros(2, np.int64),
+                                  *np.empty((3, 0), np.int64))
             compile_waits()
 
 
@@ -163,11 +165,11 @@ def simulate_exact(currents: InputCurrents | torch.Tensor, params: EncoderParams
     GeNN's single-threaded CPU backend; falls back to stepping for parameter sets outside the
     closed form's assumptions (``Vreset >= Vthresh``, or ``ExpTC`` rounding to 0 or 1).
 
-    On CPU the batch runs in chunks of samples spread over ``threads`` threads (default
-    ``torch.get_num_threads()``; :mod:`.parallel`), each in the compiled loop where numba is
-    installed (:mod:`.compiled`), else on NumPy arrays (the same float32 operations);
-    :class:`~spike_encode.currents.InputCurrents` of uint8 images make each chunk's
-    currents in its thread.
+    On CPU the batch runs on up to ``threads`` threads (default ``torch.get_num_threads()``;
+    :mod:`.parallel`): in the compiled loop where numba is installed (:mod:`.compiled`; the
+    threads take blocks of rows in turn), else in chunks of samples on NumPy arrays (the same
+    float32 operations); :class:`~spike_encode.currents.InputCurrents` of uint8 images make
+    each row's (or chunk's) currents in its thread.
 
     Raises:
         ValueError: ``threads`` is not a positive integer.
@@ -190,26 +192,30 @@ def simulate_exact(currents: InputCurrents | torch.Tensor, params: EncoderParams
     return SpikeEvents.from_unsorted(sample, k1, where - sample * neurons, batch, params.num_steps, neurons)
 
 
-#: A chunk's spike count, and how to write its spikes into three int64 slices that long.
+#: A NumPy chunk's spike count, and how to write its spikes into three int64 slices that long.
 _Chunk = tuple[int, Callable[[np.ndarray, np.ndarray, np.ndarray], None]]
 
+BLOCK_ELEMENTS = 16 * 784
+"""Neurons (rows x neurons per row) in a block of rows that the compiled loop's threads take
+in turn: 16 MNIST images, about 15 µs of work (one row at least)."""
+
 KEPT_OUTPUT_SPIKES = 1 << 18
-"""Most spikes a chunk's int32 output arrays in the compiled loop may hold to be kept for
-the calling thread's next batch (2 MiB a chunk). A chunk of 500 MNIST images has about
-60,000 spikes: new arrays for each would be slower to write into."""
+"""Most spikes a thread's int32 output arrays in the compiled loop may hold to be kept for
+the calling thread's next batch (2 MiB a thread). Half a batch of 1000 MNIST images has
+about 60,000 spikes: new arrays for each would be slower to write into."""
 
-_kept = threading.local()  # .outputs: per calling thread, one [steps, neurons] slot per chunk
+_kept = threading.local()  # .outputs: per calling thread, one [steps, neurons] slot per thread of its batches
 
 
-def _output_slots(chunks: int) -> list[list[np.ndarray]]:
-    """The calling thread's ``[steps, neurons]`` int32 output arrays for each of ``chunks``
-    chunks, those of its last batch where kept (a thread encodes one batch at a time, so
+def _output_slots(threads: int) -> list[list[np.ndarray]]:
+    """The calling thread's ``[steps, neurons]`` int32 output arrays for each of ``threads``
+    threads, those of its last batch where kept (a thread encodes one batch at a time, so
     a slot is never in two batches' use at once)."""
     slots = getattr(_kept, "outputs", None)
     if slots is None:
         slots = _kept.outputs = []
-    slots.extend([] for _ in range(chunks - len(slots)))
-    return slots[:chunks]
+    slots.extend([] for _ in range(threads - len(slots)))
+    return slots[:threads]
 
 
 def _new_outputs(rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,10 +224,8 @@ def _new_outputs(rows: int) -> tuple[np.ndarray, np.ndarray]:
     return np.empty(size, np.int32), np.empty(size, np.int32)
 
 
-def _numpy_chunk(currents: InputCurrents, start: int, stop: int, params: EncoderParams, layout: KeyLayout,
-                 slot: list[np.ndarray] | None = None) -> _Chunk:
-    """Samples ``start..stop`` on NumPy: their spikes packed into sorted :class:`KeyLayout`
-    keys (``slot``, the compiled loop's output arrays, is not used here)."""
+def _numpy_chunk(currents: InputCurrents, start: int, stop: int, params: EncoderParams, layout: KeyLayout) -> _Chunk:
+    """Samples ``start..stop`` on NumPy: their spikes packed into sorted :class:`KeyLayout` keys."""
     neurons = currents.shape[1]
     positions, values = currents.driven(start, stop)
     where, k1 = _spikes(positions, values, (stop - start) * neurons, params, LIFConstants.build(params, "cpu").numpy())
@@ -230,37 +234,59 @@ def _numpy_chunk(currents: InputCurrents, start: int, stop: int, params: Encoder
     return len(keys), lambda *fields: layout.unpack(keys, start, *fields)
 
 
-def _compiled_chunk(currents: InputCurrents, start: int, stop: int, params: EncoderParams, layout: KeyLayout,
-                    slot: list[np.ndarray]) -> _Chunk:
-    """Samples ``start..stop`` in the compiled loop (:mod:`.compiled`), without the GIL, into
-    the output arrays in ``slot`` (or new ones, then kept there while small enough)."""
-    rows, uint8_rule = currents.rows(start, stop)
-    none = np.empty((0, rows.shape[1]), dtype=np.float32 if uint8_rule else np.uint8)
+def _compiled_batch(currents: InputCurrents, params: EncoderParams, threads: int) -> SpikeEvents | None:
+    """The batch in the compiled loop (:mod:`.compiled`), without the GIL: ``threads``
+    threads (as many as the batch is worth) take blocks of rows in turn, each into its own
+    output arrays (kept for this thread's next batch while small enough); then this thread
+    writes every block's spikes into the batch's int64 events. ``None`` where a neuron needs
+    a replay (the NumPy path's).
+
+    Raises:
+        ImageError: an all-zero image among uint8 currents (the first).
+    """
+    batch, neurons = currents.shape
+    threads = threads_for(batch, neurons, threads)
+    rows, uint8_rule = currents.rows(0, batch)
+    none = np.empty((0, neurons), dtype=np.float32 if uint8_rule else np.uint8)
     pixels, given = (rows, none) if uint8_rule else (none, rows)
     rule = (currents.spec.input_rule == "contrast", np.float32(currents.rule_scale)) if uint8_rule else (False, np.float32(1))
-    row_spikes = np.empty(stop - start, dtype=np.int64)
-    steps, neurons, count, status, row = compiled.chunk_spikes(pixels, given, *rule, *_kernel_constants(params),
-                                                               row_spikes, *(slot or _new_outputs(stop - start)))
-    slot[:] = [steps, neurons] if len(steps) <= KEPT_OUTPUT_SPIKES else []
-    if status == compiled.EMPTY_IMAGE:
-        raise ImageError(start + int(row), EMPTY_IMAGE)
-    if status == compiled.NEEDS_REPLAY:
-        return _numpy_chunk(currents, start, stop, params, layout)
-    return int(count), lambda *fields: compiled.place_events(steps, neurons, row_spikes, start, *fields)
+    block = batch if threads == 1 else max(1, BLOCK_ELEMENTS // neurons)
+    arguments = (pixels, given, *rule, *_kernel_constants(params), atomics.new_word(), block)
+    row_spikes = np.empty(batch, dtype=np.int64)
+    slots = _output_slots(threads)
+
+    def take_blocks(k: int) -> tuple:  # one thread's call
+        taken = np.empty(-(-batch // block), dtype=np.int64)
+        out_step, out_neuron, _, blocks, status, row = compiled.rows_spikes(
+            *arguments, row_spikes, taken, *(slots[k] or _new_outputs(batch // threads)))
+        slots[k][:] = [out_step, out_neuron] if len(out_step) <= KEPT_OUTPUT_SPIKES else []
+        return out_step, out_neuron, taken[:blocks], status, row
+
+    parts = map_on_threads(take_blocks, threads, threads)
+    if any(status == compiled.NEEDS_REPLAY for *_, status, _ in parts):
+        return None
+    empty = [row for *_, status, row in parts if status == compiled.EMPTY_IMAGE]
+    if empty:  # every row before the lowest was encoded: it is the batch's first all-zero image
+        raise ImageError(int(min(empty)), EMPTY_IMAGE)
+    row_start = np.zeros(batch + 1, dtype=np.int64)
+    np.cumsum(row_spikes, out=row_start[1:])
+    fields = np.empty((3, int(row_start[-1])), dtype=np.int64)  # its rows are SpikeEvents.indices() as they are
+    for out_step, out_neuron, taken, _, _ in parts:
+        compiled.place_blocks(out_step, out_neuron, taken, block, row_spikes, row_start, *fields)
+    return SpikeEvents(*torch.from_numpy(fields).unbind(), batch, params.num_steps, neurons)
 
 
 def _simulate_cpu(currents: InputCurrents, params: EncoderParams, threads: int) -> SpikeEvents:
-    """:func:`simulate_exact` on the CPU: chunks of samples find their spikes on ``threads``
-    threads (in the compiled loop where it applies, else on NumPy); then this thread
-    allocates the batch's int64 events (from its own memory arena, as with one thread) and
-    writes each chunk's slice, a copy bound by memory that two threads made no faster."""
+    """:func:`simulate_exact` on the CPU: in the compiled loop where it applies (and needs no
+    replay), else on NumPy, chunks of samples on ``threads`` threads, each chunk's spikes
+    sorted by keys; then this thread allocates the batch's int64 events (from its own
+    memory arena, as with one thread) and writes each chunk's slice."""
+    if _compiled_applies(params) and (events := _compiled_batch(currents, params, threads)) is not None:
+        return events
     batch, neurons = currents.shape
     layout = KeyLayout(params.num_steps, neurons)
-    compiled_loop = _compiled_applies(params)
-    chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch, threads, guided=compiled_loop)
-    encode_chunk = _compiled_chunk if compiled_loop else _numpy_chunk
-    slots = _output_slots(len(chunks))
-    parts = map_on_threads(lambda i: encode_chunk(currents, *chunks[i], params, layout, slots[i]), len(chunks), threads)
+    chunks = sample_chunks(batch, neurons, layout.uint32_samples or batch, threads)
+    parts = map_on_threads(lambda i: _numpy_chunk(currents, *chunks[i], params, layout), len(chunks), threads)
     starts = [0, *itertools.accumulate(count for count, _ in parts)]
     fields = np.empty((3, starts[-1]), dtype=np.int64)  # its rows are SpikeEvents.indices() as they are
     for (_, write), start, stop in zip(parts, starts, starts[1:]):
