@@ -217,6 +217,15 @@ def test_indices_past_16_bits_survive_a_small_batch_before_them(case, torch_thre
     assert int(getattr(events, top).max()) > 32_767
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_batch_of_no_images_has_no_spikes(threads, cpu_path):
+    """The engine takes what its callers give it: an empty batch (or images of no pixels) is
+    an empty result of the right shape, not an error of the split over threads."""
+    for shape in ((0, 784), (5, 0), (0, 0)):
+        events = simulate_exact(torch.zeros(shape), EncoderParams(), threads=threads)
+        assert len(events) == 0 and events.shape == (shape[0], EncoderParams().num_steps, shape[1])
+
+
 def test_kept_output_arrays_stay_small(monkeypatch, torch_threads):
     pytest.importorskip("numba", reason="the compiled CPU loop needs numba (pip install 'spike_encode[fast]')")
     from spike_encode.engines import torch_engine

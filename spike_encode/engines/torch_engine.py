@@ -250,7 +250,7 @@ def _compiled_batch(currents: InputCurrents, params: EncoderParams, threads: int
     none = np.empty((0, neurons), dtype=np.float32 if uint8_rule else np.uint8)
     pixels, given = (rows, none) if uint8_rule else (none, rows)
     rule = (currents.spec.input_rule == "contrast", np.float32(currents.rule_scale)) if uint8_rule else (False, np.float32(1))
-    block = batch if threads == 1 else max(1, BLOCK_ELEMENTS // neurons)
+    block = max(1, batch if threads == 1 else BLOCK_ELEMENTS // neurons)
     arguments = (pixels, given, *rule, *_kernel_constants(params), atomics.new_word(), block)
     row_spikes = np.empty(batch, dtype=np.int64)
     slots = _output_slots(threads)
