@@ -23,6 +23,11 @@ The ratios say how much of the encoder's shortfall from ``--threads`` x is the m
 does alone in every batch (``serial_share``: the part of ``encoder_1_thread``'s time that is
 not the loop). Needs numba (the ``fast`` extra).
 
+Also what the hand-off is built on (medians of ``--handoffs`` two-item ``map_on_threads``
+calls): how long after a call starts a helper takes its item, woken from sleep (the calls
+10 ms apart) and spinning (back to back); and how long a waiting thread watches its word
+(``parallel.SPIN_LOADS`` reads) before it sleeps.
+
     python benchmarks/bench_threads.py [--data-root DIR] [--threads N] [--repeats 9] [--out PATH]
 """
 
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import threading
 import time
 from collections.abc import Callable
 
@@ -40,7 +46,7 @@ from common import DEFAULT_DATA, OtherLoad, check_data_root, machine, positive, 
 from spike_encode import LatencyEncode
 from spike_encode.currents import InputCurrents
 from spike_encode.datasets import load_mnist
-from spike_encode.engines import atomics, compiled
+from spike_encode.engines import atomics, compiled, parallel
 from spike_encode.engines.parallel import map_on_threads
 from spike_encode.engines.torch_engine import BLOCK_ELEMENTS, _kernel_constants, _new_outputs
 
@@ -71,6 +77,37 @@ class Part:
         return count
 
 
+def helper_start_s(apart_s: float, calls: int) -> float:
+    """Median time from the start of a two-item ``map_on_threads`` call to a helper taking
+    its item (this thread's item waits for it), with the calls ``apart_s`` apart."""
+    starts = []
+    for _ in range(calls):
+        time.sleep(apart_s)
+        taken, at = threading.Event(), []
+
+        def item(i: int) -> None:
+            if threading.current_thread().name == "spike_encode":
+                at.append(time.perf_counter())
+                taken.set()
+            elif not taken.wait(1):
+                raise SystemExit("no helper took an item within a second")  # never expected
+
+        start = time.perf_counter()
+        map_on_threads(item, 2, 2)
+        starts.append(at[0] - start)
+    return statistics.median(starts)
+
+
+def spin_s(calls: int) -> float:
+    """Median time a waiting thread watches its word before it sleeps (nothing comes)."""
+    spins = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        parallel._wait_for_go(atomics.new_word(), parallel.SPIN_LOADS)
+        spins.append(time.perf_counter() - start)
+    return statistics.median(spins)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=DEFAULT_DATA)
@@ -79,6 +116,8 @@ def main() -> None:
     parser.add_argument("--threads", type=positive, default=max(2, torch.get_num_threads()),
                         help="threads of the multi-threaded rows (default: torch's default, at least 2: %(default)s)")
     parser.add_argument("--repeats", type=positive, default=9, help="timed passes per row (default 9)")
+    parser.add_argument("--handoffs", type=positive, default=100,
+                        help="two-item calls timed for each hand-off figure (default 100)")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/threads-cpu.json)")
     args = parser.parse_args()
     check_data_root(parser, args.data_root)
@@ -151,6 +190,9 @@ def main() -> None:
                 run()
                 times[name].append(time.perf_counter() - start)
     torch.set_num_threads(n)
+    hand_off = {"helper_start_asleep_s": helper_start_s(0.01, args.handoffs),
+                "helper_start_spinning_s": helper_start_s(0.0, args.handoffs),
+                "spin_before_sleep_s": spin_s(args.handoffs)}
 
     rate = {name: len(images) / statistics.median(t) for name, t in times.items()}
     result = {
@@ -167,6 +209,7 @@ def main() -> None:
         "kernel_synced_speedup": rate["kernel_threads_synced"] / rate["kernel_1_thread"],
         "encoder_speedup": rate["encoder_threads"] / rate["encoder_1_thread"],
         "serial_share": 1 - rate["encoder_1_thread"] / rate["kernel_1_thread"],
+        "hand_off": hand_off,
     }
     busy = "?" if load.cores is None else f"{load.cores:.2f}"
     print(f"batches of {bs}, median of {args.repeats} interleaved passes (other processes kept {busy} cores busy):")
@@ -175,6 +218,9 @@ def main() -> None:
     print(f"{n} threads / one: the loop alone {result['kernel_free_speedup']:.2f}x, with a hand-off per batch "
           f"{result['kernel_synced_speedup']:.2f}x, the encoder {result['encoder_speedup']:.2f}x; "
           f"one thread's encoder time outside the loop: {result['serial_share']:.0%}")
+    print(f"a helper takes its item {hand_off['helper_start_asleep_s'] * 1e6:.0f} µs after a call starts when "
+          f"woken from sleep, {hand_off['helper_start_spinning_s'] * 1e6:.0f} µs when spinning; a waiting thread "
+          f"spins {hand_off['spin_before_sleep_s'] * 1e3:.2f} ms before it sleeps")
     print(f"saved {save('threads-cpu', result, args.out)}")
 
 

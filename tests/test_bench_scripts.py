@@ -340,7 +340,7 @@ def test_plotting_a_file_that_is_no_result_fails_in_one_line_and_plots_nothing(c
 def test_bench_threads_times_the_loop_and_the_encoder_on_the_same_spikes(tmp_path, data_root):
     out = tmp_path / "threads.json"
     cmd = [sys.executable, str(BENCH / "bench_threads.py"), "--data-root", str(data_root), "--images", "300",
-           "--batch-size", "100", "--threads", "3", "--repeats", "1", "--out", str(out)]
+           "--batch-size", "100", "--threads", "3", "--repeats", "1", "--handoffs", "5", "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     payload = json.loads(out.read_text())
@@ -354,6 +354,10 @@ def test_bench_threads_times_the_loop_and_the_encoder_on_the_same_spikes(tmp_pat
         rows["kernel_threads_synced"]["images_per_s"] / rows["kernel_1_thread"]["images_per_s"])
     assert payload["serial_share"] == pytest.approx(
         1 - rows["encoder_1_thread"]["images_per_s"] / rows["kernel_1_thread"]["images_per_s"])
+    hand_off = payload["hand_off"]  # seconds, each a median of 5 calls
+    assert set(hand_off) == {"helper_start_asleep_s", "helper_start_spinning_s", "spin_before_sleep_s"}
+    assert all(0 < seconds < 0.1 for seconds in hand_off.values())
+    assert "µs after a call starts when woken from sleep" in proc.stdout
 
 
 @pytest.mark.parametrize("args, env, message", [
