@@ -4,8 +4,9 @@ the compiled loop's next row).
 
 Where numba is installed (with or without ``SPIKE_ENCODE_NO_NUMBA``, which turns off the
 compiled loop only), each operation is one sequentially consistent LLVM atomic, inlined into
-compiled code and, called from Python, run without letting the GIL go; else a Python function under a lock, which behaves
-the same between threads that hold the GIL (:data:`COMPILED` says which).
+compiled code and, called from Python, run without letting the GIL go; else a Python
+function under a lock, which behaves the same between threads that hold the GIL
+(:data:`COMPILED` says which).
 """
 
 from __future__ import annotations

@@ -42,8 +42,9 @@ TAIL = 1 / 16
 NumPy path), left to whichever thread finishes its range first."""
 
 SPIN_LOADS = 1_000_000 if atomics.COMPILED else 0
-"""Reads of a word a waiting thread makes before it sleeps (about 0.2 ms on the machine of
-README's figures; 0 without compiled atomics, where watching a word would hold the GIL)."""
+"""Reads of a word a waiting thread makes before it sleeps (0.22-0.24 ms on the machine of
+README's figures, ``benchmarks/bench_threads.py``; 0 without compiled atomics, where
+watching a word would hold the GIL)."""
 
 SPIN_WINDOW_S = 0.001
 """Longest wait between batches (s) after which a helper goes on spinning before it sleeps."""
